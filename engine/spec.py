@@ -1,0 +1,657 @@
+"""Job payloads: the wire format of ``POST /api/v1/jobs`` as the EZThrottle SDKs send it.
+
+``parse_job`` turns a decoded JSON payload into a validated, frozen :class:`JobSpec` with every
+default applied; ``JobSpec.to_payload`` turns it back into exactly the JSON that came in (canonical
+snake_case keys, the same fields present). Validation happens in three passes:
+
+1. *shape*: walk the payload once, map the camelCase aliases sent by the Node and Go SDKs to the
+   snake_case names, reject unknown keys and over-deep nesting (paths keep the caller's spelling);
+2. *types*: ``msgspec.convert`` into wire Structs (strict: no ``"5"`` for 5, no ``true`` for 1);
+3. *rules*: ranges, enumerations, cross-field rules (quorum vs voters, triggers, ...).
+
+Every failure raises :class:`~engine.errors.SpecError` with the exact path and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from .errors import SpecError
+
+__all__ = [
+    "DEFAULT_HEDGE_DELAY_MS",
+    "MAX_BODY_BYTES",
+    "MAX_NESTING",
+    "METHODS",
+    "ExecutionMode",
+    "JobSpec",
+    "RegionPolicy",
+    "RetryPolicy",
+    "Trigger",
+    "WebhookSpec",
+    "domain_of",
+    "parse_job",
+]
+
+ExecutionMode = Literal["race", "fanout", "hedge"]
+RegionPolicy = Literal["fallback", "strict"]
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+EXECUTION_MODES = ("race", "fanout", "hedge")
+REGION_POLICIES = ("fallback", "strict")
+TRIGGER_TYPES = ("on_error", "on_timeout")
+
+#: Largest request body accepted, in UTF-8 bytes (ezthrottle-local's EZTHROTTLE_MAX_BODY_BYTES).
+MAX_BODY_BYTES = 1 << 20
+#: Deepest chain of nested jobs (fallback_job / on_success / on_failure) accepted.
+MAX_NESTING = 8
+#: Hedge delay when ``execution_mode`` is ``hedge`` and ``hedge_delay_ms`` is not given.
+DEFAULT_HEDGE_DELAY_MS = 100
+MAX_URL_LENGTH = 8192
+MAX_HEADERS = 100
+MAX_HEADER_VALUE = 8192
+MAX_METADATA_BYTES = 64 * 1024
+MAX_KEY_LENGTH = 256
+MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+MAX_RETRIES_LIMIT = 100
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_REGION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+# --------------------------------------------------------------------------------------------
+# Pass 1: shape (aliases, unknown keys, nesting)
+# --------------------------------------------------------------------------------------------
+
+_JOB_KEYS = {
+    "url": "url", "method": "method", "headers": "headers", "body": "body",
+    "metadata": "metadata", "webhooks": "webhooks",
+    "webhook_quorum": "webhook_quorum", "webhookQuorum": "webhook_quorum",
+    "regions": "regions",
+    "region_policy": "region_policy", "regionPolicy": "region_policy",
+    "execution_mode": "execution_mode", "executionMode": "execution_mode",
+    "hedge_delay_ms": "hedge_delay_ms", "hedgeDelayMs": "hedge_delay_ms",
+    "retry_policy": "retry_policy", "retryPolicy": "retry_policy",
+    "retry_at": "retry_at", "retryAt": "retry_at",
+    "idempotent_key": "idempotent_key", "idempotentKey": "idempotent_key",
+    "fallback_job": "fallback_job", "fallbackJob": "fallback_job",
+    "on_success": "on_success", "onSuccess": "on_success",
+    "on_failure": "on_failure", "onFailure": "on_failure",
+    "on_failure_timeout_ms": "on_failure_timeout_ms",
+    "onFailureTimeoutMs": "on_failure_timeout_ms",
+    "trigger": "trigger",
+}
+_WEBHOOK_KEYS = {
+    "url": "url", "regions": "regions",
+    "has_quorum_vote": "has_quorum_vote", "hasQuorumVote": "has_quorum_vote",
+}
+_RETRY_KEYS = {
+    "max_retries": "max_retries", "maxRetries": "max_retries",
+    "max_reroutes": "max_reroutes", "maxReroutes": "max_reroutes",
+    "retry_codes": "retry_codes", "retryCodes": "retry_codes",
+    "reroute_codes": "reroute_codes", "rerouteCodes": "reroute_codes",
+}
+_TRIGGER_KEYS = {
+    "type": "type", "codes": "codes", "timeout_ms": "timeout_ms", "timeoutMs": "timeout_ms",
+}
+_NESTED_JOBS = ("fallback_job", "on_success", "on_failure")
+
+
+def _fmt(path: tuple[str | int, ...]) -> str:
+    out = ["$"]
+    for seg in path:
+        out.append(f"[{seg}]" if isinstance(seg, int) else f".{seg}")
+    return "".join(out)
+
+
+class _Shape:
+    """Pass 1 state: the display path of every renamed prefix, for translating msgspec paths."""
+
+    __slots__ = ("display",)
+
+    def __init__(self) -> None:
+        self.display: dict[str, str] = {}
+
+    def rename(self, obj: Any, table: dict[str, str], canon: tuple, shown: tuple,
+               what: str) -> dict:
+        if not isinstance(obj, Mapping):
+            raise SpecError(_fmt(shown), f"expected an object ({what}), got {_kind(obj)}")
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise SpecError(_fmt(shown), f"object keys must be strings, got {_kind(key)}")
+            name = table.get(key)
+            if name is None:
+                known = ", ".join(sorted({v for v in table.values()}))
+                raise SpecError(_fmt((*shown, key)), f"unknown field in {what} (known: {known})")
+            if name in out:
+                raise SpecError(_fmt((*shown, key)), f"duplicate field: {name!r} given twice "
+                                                     f"(snake_case and camelCase)")
+            out[name] = value
+            if name != key or canon != shown:
+                self.display[_fmt((*canon, name))] = _fmt((*shown, key))
+        return out
+
+    def job(self, obj: Any, canon: tuple, shown: tuple, depth: int, in_fallback: bool) -> dict:
+        if depth > MAX_NESTING:
+            raise SpecError(_fmt(shown), f"jobs nested deeper than {MAX_NESTING} levels")
+        out = self.rename(obj, _JOB_KEYS, canon, shown, "job")
+        key_of = {v: k for k, v in _JOB_KEYS.items() if k in obj}
+        if out.get("trigger") is not None:
+            if not in_fallback:
+                raise SpecError(_fmt((*shown, "trigger")),
+                                "trigger is only valid inside fallback_job")
+            out["trigger"] = self.rename(out["trigger"], _TRIGGER_KEYS, (*canon, "trigger"),
+                                         (*shown, "trigger"), "trigger")
+        if out.get("retry_policy") is not None:
+            k = key_of["retry_policy"]
+            out["retry_policy"] = self.rename(out["retry_policy"], _RETRY_KEYS,
+                                              (*canon, "retry_policy"), (*shown, k), "retry_policy")
+        headers = out.get("headers")
+        if isinstance(headers, Mapping):
+            for name, value in headers.items():
+                if not isinstance(value, str):
+                    hk = key_of["headers"]
+                    raise SpecError(f"{_fmt((*shown, hk))}.{name}",
+                                    f"header values must be strings, got {_kind(value)}")
+        hooks = out.get("webhooks")
+        if isinstance(hooks, list):
+            out["webhooks"] = [
+                self.rename(h, _WEBHOOK_KEYS, (*canon, "webhooks", i), (*shown, "webhooks", i),
+                            "webhook")
+                for i, h in enumerate(hooks)
+            ]
+        for name in _NESTED_JOBS:
+            if name in out and out[name] is not None:
+                k = key_of[name]
+                out[name] = self.job(out[name], (*canon, name), (*shown, k), depth + 1,
+                                     in_fallback=name == "fallback_job")
+        return out
+
+    def translate(self, path: str) -> str:
+        best = ""
+        for canon in self.display:
+            if (path == canon or path.startswith(canon + ".") or path.startswith(canon + "[")) \
+                    and len(canon) > len(best):
+                best = canon
+        return self.display[best] + path[len(best):] if best else path
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Pass 2: types (wire structs; None means "not given")
+# --------------------------------------------------------------------------------------------
+
+
+class _WireTrigger(msgspec.Struct, forbid_unknown_fields=True):
+    type: str | None = None
+    codes: list[int] | None = None
+    timeout_ms: int | None = None
+
+
+class _WireRetry(msgspec.Struct, forbid_unknown_fields=True):
+    max_retries: int | None = None
+    max_reroutes: int | None = None
+    retry_codes: list[int] | None = None
+    reroute_codes: list[int] | None = None
+
+
+class _WireWebhook(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    regions: list[str] | None = None
+    has_quorum_vote: bool | None = None
+
+
+class _WireJob(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    method: str | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = None
+    metadata: dict[str, Any] | None = None
+    webhooks: list[_WireWebhook] | None = None
+    webhook_quorum: int | None = None
+    regions: list[str] | None = None
+    region_policy: str | None = None
+    execution_mode: str | None = None
+    hedge_delay_ms: int | None = None
+    retry_policy: _WireRetry | None = None
+    retry_at: int | None = None
+    idempotent_key: str | None = None
+    fallback_job: _WireJob | None = None
+    trigger: _WireTrigger | None = None
+    on_success: _WireJob | None = None
+    on_failure: _WireJob | None = None
+    on_failure_timeout_ms: int | None = None
+
+
+_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+
+
+def _type_error(err: msgspec.ValidationError, shape: _Shape) -> SpecError:
+    m = _MSGSPEC_AT.match(str(err))
+    assert m is not None  # the pattern matches any string
+    msg, path = m.group("msg"), m.group("path") or "$"
+    missing = re.match(r"Object missing required field `(\w+)`", msg)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path != "$" else f"$.{missing.group(1)}"
+        msg = "required field is missing"
+    else:
+        msg = msg.replace("Expected `", "expected `").replace(" | null`", "`")
+    return SpecError(shape.translate(path), msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolved, frozen specs (defaults applied; ``explicit`` remembers what the payload spelled out)
+# --------------------------------------------------------------------------------------------
+
+
+class Trigger(msgspec.Struct, frozen=True):
+    """When a fallback fires: ``on_error`` (parent failed with one of ``codes``), ``on_timeout``
+    (parent unfinished after ``timeout_ms``) or ``any`` (the empty trigger ``{}``: any failure)."""
+
+    type: Literal["on_error", "on_timeout", "any"]
+    codes: tuple[int, ...] = ()
+    timeout_ms: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        if self.type == "on_error":
+            return {"type": "on_error", "codes": list(self.codes)}
+        if self.type == "on_timeout":
+            return {"type": "on_timeout", "timeout_ms": self.timeout_ms}
+        return {}
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-branch retry budget. Counts are retries, not attempts: a branch makes at most
+    ``1 + max_retries + max_reroutes`` upstream attempts."""
+
+    max_retries: int = 3
+    max_reroutes: int = 2
+    retry_codes: tuple[int, ...] = (429, 503)
+    reroute_codes: tuple[int, ...] = (500, 502, 504)
+    explicit: frozenset[str] = frozenset()
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + self.max_retries + self.max_reroutes
+
+    def to_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("max_retries", "max_reroutes", "retry_codes", "reroute_codes"):
+            if name in self.explicit:
+                value = getattr(self, name)
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    regions: tuple[str, ...] | None = None
+    has_quorum_vote: bool = True
+    explicit: frozenset[str] = frozenset()
+
+    def to_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url}
+        if "regions" in self.explicit:
+            out["regions"] = list(self.regions or ())
+        if "has_quorum_vote" in self.explicit:
+            out["has_quorum_vote"] = self.has_quorum_vote
+        return out
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated job. Fields hold effective values (defaults applied); ``explicit`` names the
+    fields the payload gave, so ``to_payload`` reproduces it. ``headers`` and ``metadata`` are
+    plain dicts: treat them as read-only."""
+
+    customer_id: str
+    url: str
+    domain: str
+    method: str = "GET"
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    body: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    webhooks: tuple[WebhookSpec, ...] = ()
+    webhook_quorum: int = 1
+    regions: tuple[str, ...] = ()
+    region_policy: RegionPolicy = "fallback"
+    execution_mode: ExecutionMode = "race"
+    hedge_delay_ms: int = DEFAULT_HEDGE_DELAY_MS
+    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
+    retry_at: int | None = None
+    idempotent_key: str | None = None
+    fallback_job: JobSpec | None = None
+    trigger: Trigger | None = None
+    on_success: JobSpec | None = None
+    on_failure: JobSpec | None = None
+    on_failure_timeout_ms: int | None = None
+    explicit: frozenset[str] = frozenset()
+
+    @property
+    def voters(self) -> int:
+        """Number of webhooks with ``has_quorum_vote``."""
+        return sum(1 for w in self.webhooks if w.has_quorum_vote)
+
+    @property
+    def effective_trigger(self) -> Trigger:
+        return self.trigger if self.trigger is not None else Trigger("any")
+
+    def fallback_chain(self) -> tuple[JobSpec, ...]:
+        """The fallbacks in the order they were added (outermost first)."""
+        out = []
+        node = self.fallback_job
+        while node is not None:
+            out.append(node)
+            node = node.fallback_job
+        return tuple(out)
+
+    def to_payload(self) -> dict[str, Any]:
+        ex = self.explicit
+        out: dict[str, Any] = {"url": self.url}
+        if "method" in ex:
+            out["method"] = self.method
+        if "headers" in ex:
+            out["headers"] = dict(self.headers)
+        if "body" in ex:
+            out["body"] = self.body
+        if "metadata" in ex:
+            out["metadata"] = dict(self.metadata)
+        if "webhooks" in ex:
+            out["webhooks"] = [w.to_payload() for w in self.webhooks]
+        for name in ("webhook_quorum", "region_policy", "execution_mode", "hedge_delay_ms",
+                     "retry_at", "idempotent_key", "on_failure_timeout_ms"):
+            if name in ex:
+                out[name] = getattr(self, name)
+        if "regions" in ex:
+            out["regions"] = list(self.regions)
+        if "retry_policy" in ex:
+            out["retry_policy"] = self.retry_policy.to_payload()
+        if "trigger" in ex and self.trigger is not None:
+            out["trigger"] = self.trigger.to_payload()
+        for name in _NESTED_JOBS:
+            child = getattr(self, name)
+            if child is not None:
+                out[name] = child.to_payload()
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Pass 3: rules
+# --------------------------------------------------------------------------------------------
+
+
+def domain_of(url: str) -> str:
+    """The limiter key of a URL: ``scheme://host[:port]`` (lower-cased; default ports dropped)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _check_url(url: str, path: str) -> str:
+    if not url:
+        raise SpecError(path, "must be a non-empty http(s) URL")
+    if len(url) > MAX_URL_LENGTH:
+        raise SpecError(path, f"URL longer than {MAX_URL_LENGTH} characters")
+    if any(c.isspace() for c in url) or "\x00" in url:
+        raise SpecError(path, "URL must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as e:
+        raise SpecError(path, f"not a valid URL ({e})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise SpecError(path, f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise SpecError(path, "URL has no host")
+    return domain_of(url)
+
+
+def _check_codes(codes: list[int], path: str, *, allow_2xx: bool = False) -> tuple[int, ...]:
+    for i, code in enumerate(codes):
+        if not 100 <= code <= 599:
+            raise SpecError(f"{path}[{i}]", f"HTTP status must be between 100 and 599, got {code}")
+        if not allow_2xx and 200 <= code <= 299:
+            raise SpecError(f"{path}[{i}]", f"{code} is a success status and cannot be retried")
+    return tuple(codes)
+
+
+def _check_int(value: int | None, path: str, lo: int, hi: int) -> None:
+    if value is not None and not lo <= value <= hi:
+        raise SpecError(path, f"must be between {lo} and {hi}, got {value}")
+
+
+def _check_regions(regions: list[str], path: str) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for i, r in enumerate(regions):
+        if not _REGION.match(r):
+            raise SpecError(f"{path}[{i}]", f"region names are lowercase letters, digits and "
+                                            f"dashes (e.g. 'iad'), got {r!r}")
+        if r in seen:
+            raise SpecError(f"{path}[{i}]", f"region {r!r} listed twice")
+        seen.add(r)
+    return tuple(regions)
+
+
+def _check_headers(headers: dict[str, str], path: str) -> None:
+    if len(headers) > MAX_HEADERS:
+        raise SpecError(path, f"at most {MAX_HEADERS} headers, got {len(headers)}")
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise SpecError(f"{path}.{name}", "header names must be HTTP tokens (RFC 9110)")
+        if len(value) > MAX_HEADER_VALUE or "\r" in value or "\n" in value or "\x00" in value:
+            raise SpecError(f"{path}.{name}", f"header values must be at most {MAX_HEADER_VALUE} "
+                                              f"characters without CR, LF or NUL")
+
+
+def _check_metadata(meta: dict[str, Any], path: str) -> None:
+    try:
+        size = len(msgspec.json.encode(meta))
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as e:
+        raise SpecError(path, f"metadata must be JSON-serialisable ({e})") from None
+    if size > MAX_METADATA_BYTES:
+        raise SpecError(path, f"metadata larger than {MAX_METADATA_BYTES} bytes as JSON")
+
+
+class _Resolver:
+    __slots__ = ("customer_id", "shape")
+
+    def __init__(self, customer_id: str, shape: _Shape) -> None:
+        self.customer_id = customer_id
+        self.shape = shape
+
+    def p(self, canon: str) -> str:
+        return self.shape.translate(canon)
+
+    def trigger(self, t: _WireTrigger, at: str) -> Trigger:
+        p = self.p
+        if t.type is None:
+            if t.codes is not None or t.timeout_ms is not None:
+                raise SpecError(p(f"{at}.type"), "required when codes or timeout_ms is given "
+                                                 "(one of 'on_error', 'on_timeout')")
+            return Trigger("any")
+        if t.type == "on_error":
+            if t.timeout_ms is not None:
+                raise SpecError(p(f"{at}.timeout_ms"), "not allowed for an on_error trigger")
+            if not t.codes:
+                raise SpecError(p(f"{at}.codes"), "an on_error trigger needs a non-empty list "
+                                                  "of status codes")
+            return Trigger("on_error", codes=_check_codes(t.codes, p(f"{at}.codes"),
+                                                          allow_2xx=False))
+        if t.type == "on_timeout":
+            if t.codes is not None:
+                raise SpecError(p(f"{at}.codes"), "not allowed for an on_timeout trigger")
+            if t.timeout_ms is None:
+                raise SpecError(p(f"{at}.timeout_ms"), "an on_timeout trigger needs timeout_ms")
+            _check_int(t.timeout_ms, p(f"{at}.timeout_ms"), 1, MAX_TIMEOUT_MS)
+            return Trigger("on_timeout", timeout_ms=t.timeout_ms)
+        raise SpecError(p(f"{at}.type"), f"unknown trigger type {t.type!r} "
+                                         f"(expected 'on_error' or 'on_timeout')")
+
+    def retry(self, r: _WireRetry, at: str) -> RetryPolicy:
+        p = self.p
+        _check_int(r.max_retries, p(f"{at}.max_retries"), 0, MAX_RETRIES_LIMIT)
+        _check_int(r.max_reroutes, p(f"{at}.max_reroutes"), 0, MAX_RETRIES_LIMIT)
+        kw: dict[str, Any] = {}
+        explicit = set()
+        for name in ("max_retries", "max_reroutes", "retry_codes", "reroute_codes"):
+            value = getattr(r, name)
+            if value is None:
+                continue
+            explicit.add(name)
+            kw[name] = _check_codes(value, p(f"{at}.{name}")) if isinstance(value, list) else value
+        # A list given alone overrides the other list's *default* for the codes it names
+        # (retry_codes [500] means "retry 500 in place"); two explicit lists must not overlap.
+        if "retry_codes" in kw and "reroute_codes" not in kw:
+            kw["reroute_codes"] = tuple(c for c in RetryPolicy().reroute_codes
+                                        if c not in kw["retry_codes"])
+        elif "reroute_codes" in kw and "retry_codes" not in kw:
+            kw["retry_codes"] = tuple(c for c in RetryPolicy().retry_codes
+                                      if c not in kw["reroute_codes"])
+        policy = RetryPolicy(**kw, explicit=frozenset(explicit))
+        both = set(policy.retry_codes) & set(policy.reroute_codes)
+        if both:
+            raise SpecError(p(f"{at}.reroute_codes"), f"status {min(both)} is in both retry_codes "
+                                                      f"and reroute_codes")
+        return policy
+
+    def job(self, w: _WireJob, at: str, *, is_fallback: bool) -> JobSpec:
+        p = self.p
+        explicit = {f for f in w.__struct_fields__ if getattr(w, f) is not None}
+        domain = _check_url(w.url, p(f"{at}.url"))
+        kw: dict[str, Any] = {"customer_id": self.customer_id, "url": w.url, "domain": domain}
+
+        if w.method is not None:
+            method = w.method.upper()
+            if method not in METHODS:
+                allowed = ", ".join(sorted(METHODS))
+                raise SpecError(p(f"{at}.method"),
+                                f"unknown HTTP method {w.method!r} (expected one of {allowed})")
+            kw["method"] = method
+        if w.headers is not None:
+            _check_headers(w.headers, p(f"{at}.headers"))
+            kw["headers"] = w.headers
+        if w.body is not None:
+            if len(w.body) > MAX_BODY_BYTES // 4 and len(w.body.encode("utf-8", "surrogatepass")) \
+                    > MAX_BODY_BYTES:
+                raise SpecError(p(f"{at}.body"), f"body larger than {MAX_BODY_BYTES} bytes")
+            kw["body"] = w.body
+        if w.metadata is not None:
+            _check_metadata(w.metadata, p(f"{at}.metadata"))
+            kw["metadata"] = w.metadata
+
+        hooks: list[WebhookSpec] = []
+        for i, h in enumerate(w.webhooks or ()):
+            hp = f"{at}.webhooks[{i}]"
+            _check_url(h.url, p(f"{hp}.url"))
+            hex_ = {f for f in ("regions", "has_quorum_vote") if getattr(h, f) is not None}
+            hooks.append(WebhookSpec(
+                url=h.url,
+                regions=_check_regions(h.regions, p(f"{hp}.regions")) if h.regions is not None
+                else None,
+                has_quorum_vote=True if h.has_quorum_vote is None else h.has_quorum_vote,
+                explicit=frozenset(hex_),
+            ))
+        kw["webhooks"] = tuple(hooks)
+        voters = sum(1 for h in hooks if h.has_quorum_vote)
+        quorum = 1 if w.webhook_quorum is None else w.webhook_quorum
+        if quorum < 1:
+            raise SpecError(p(f"{at}.webhook_quorum"), f"must be at least 1, got {quorum}")
+        if (hooks or quorum > 1) and quorum > voters:
+            raise SpecError(p(f"{at}.webhook_quorum"),
+                            f"quorum {quorum} exceeds the number of voting webhooks ({voters})")
+        kw["webhook_quorum"] = quorum
+
+        if w.regions is not None:
+            kw["regions"] = _check_regions(w.regions, p(f"{at}.regions"))
+        if w.region_policy is not None:
+            if w.region_policy not in REGION_POLICIES:
+                raise SpecError(p(f"{at}.region_policy"), f"unknown region_policy "
+                                f"{w.region_policy!r} (expected 'fallback' or 'strict')")
+            kw["region_policy"] = w.region_policy
+        if w.execution_mode is not None:
+            if w.execution_mode not in EXECUTION_MODES:
+                raise SpecError(p(f"{at}.execution_mode"), f"unknown execution_mode "
+                                f"{w.execution_mode!r} (expected 'race', 'fanout' or 'hedge')")
+            kw["execution_mode"] = w.execution_mode
+        if w.hedge_delay_ms is not None:
+            if kw.get("execution_mode", "race") != "hedge":
+                raise SpecError(p(f"{at}.hedge_delay_ms"), "only valid with execution_mode 'hedge'")
+            _check_int(w.hedge_delay_ms, p(f"{at}.hedge_delay_ms"), 0, MAX_TIMEOUT_MS)
+            kw["hedge_delay_ms"] = w.hedge_delay_ms
+        if w.retry_policy is not None:
+            kw["retry_policy"] = self.retry(w.retry_policy, f"{at}.retry_policy")
+        if w.retry_at is not None:
+            _check_int(w.retry_at, p(f"{at}.retry_at"), 0, 2**53)
+            kw["retry_at"] = w.retry_at
+        if w.idempotent_key is not None:
+            k = w.idempotent_key
+            if not k or len(k) > MAX_KEY_LENGTH or "\x00" in k:
+                raise SpecError(p(f"{at}.idempotent_key"), f"must be 1 to {MAX_KEY_LENGTH} "
+                                                           f"characters without NUL")
+            kw["idempotent_key"] = k
+        if w.trigger is not None:
+            kw["trigger"] = self.trigger(w.trigger, f"{at}.trigger")
+        if w.on_failure_timeout_ms is not None:
+            if w.on_failure is None:
+                raise SpecError(p(f"{at}.on_failure_timeout_ms"), "requires on_failure")
+            _check_int(w.on_failure_timeout_ms, p(f"{at}.on_failure_timeout_ms"), 1,
+                       MAX_TIMEOUT_MS)
+            kw["on_failure_timeout_ms"] = w.on_failure_timeout_ms
+        if w.fallback_job is not None:
+            kw["fallback_job"] = self.job(w.fallback_job, f"{at}.fallback_job", is_fallback=True)
+        if w.on_success is not None:
+            kw["on_success"] = self.job(w.on_success, f"{at}.on_success", is_fallback=False)
+        if w.on_failure is not None:
+            kw["on_failure"] = self.job(w.on_failure, f"{at}.on_failure", is_fallback=False)
+        return JobSpec(**kw, explicit=frozenset(explicit))
+
+
+def parse_job(payload: Any, customer_id: str) -> JobSpec:
+    """Validate a decoded ``POST /api/v1/jobs`` payload for ``customer_id``.
+
+    Raises :class:`SpecError` naming the exact path on any problem; never another exception.
+    """
+    if not isinstance(customer_id, str) or not customer_id or "\x00" in customer_id:
+        raise SpecError("customer_id", "must be a non-empty string without NUL")
+    shape = _Shape()
+    try:
+        normalized = shape.job(payload, (), (), 0, in_fallback=False)
+    except RecursionError:
+        raise SpecError("$", "payload nested too deeply") from None
+    try:
+        wire = msgspec.convert(normalized, _WireJob)
+    except msgspec.ValidationError as e:
+        raise _type_error(e, shape) from None
+    except RecursionError:
+        raise SpecError("$", "payload nested too deeply") from None
+    return _Resolver(customer_id, shape).job(wire, "$", is_fallback=False)

@@ -1,0 +1,31 @@
+"""The apidam CLI: exit codes 0 / 2, one clear line per bad file."""
+
+import json
+
+from sim.cli import main
+
+
+def test_help_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "check-job" in capsys.readouterr().out
+
+
+def test_unknown_command_is_usage_error(capsys):
+    assert main(["frobnicate"]) == 2
+
+
+def test_check_job_ok_and_bad(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"url": "https://api.stripe.com/v1/x", "method": "POST"}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"url": "https://a.com", "retry_policy": {"max_retries": -1}}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(["check-job", str(good), "--canonical"]) == 0
+    out = capsys.readouterr().out
+    assert "ok (POST https://api.stripe.com" in out and '"method": "POST"' in out
+    assert main(["check-job", str(good), str(bad), str(broken), str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{bad}: $.retry_policy.max_retries: must be between 0 and 100, got -1"
+    assert err[1].startswith(f"{broken}: not JSON")
+    assert err[2].startswith(f"{tmp_path / 'none'}: cannot read")
