@@ -88,10 +88,14 @@ Event = (Submit | PermitGranted | AttemptFinished | TimerFired | RegionDown | Re
 
 # -- commands ------------------------------------------------------------------------------------
 class AskPermit(_Msg):
+    """Ask the domain's limiter for a permit, not before ``not_before`` (µs): a retry's backoff
+    is carried by the ask itself, so a driver needs no timer event for it."""
+
     job_id: str
     branch: int
     domain: str
     region: str
+    not_before: int = 0
 
 
 class ReturnPermit(_Msg):
@@ -125,6 +129,7 @@ class CancelBranch(_Msg):
     job_id: str
     branch: int
     region: str
+    domain: str
     in_flight: bool
 
 

@@ -49,9 +49,10 @@ __all__ = ["DamContext", "JobMachine"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-# branch states; GHOST = cancelled while in flight (its answer is still awaited)
-WAIT, FLIGHT, BACKOFF, OK, FAIL, CANCELLED, GHOST = range(7)
-LIVE = (WAIT, FLIGHT, BACKOFF)
+# branch states: WAIT = asked for a permit (possibly not before a backoff time); GHOST =
+# cancelled while in flight (its answer is still awaited)
+WAIT, FLIGHT, OK, FAIL, CANCELLED, GHOST = range(6)
+LIVE = (WAIT, FLIGHT)
 # arm states
 IDLE, RUNNING, ARM_OK, ARM_FAIL = range(4)
 
@@ -105,7 +106,7 @@ class _Arm:
         self.state = IDLE
         self.started_at = 0
         self.branches: list[int] = []
-        self.plan: list[str] = []
+        self.plan: tuple[str, ...] = ()
         self.next_plan = 0
         self.listed = listed_regions(spec.regions, default_region)
         self.headers = {**spec.headers, IDEMPOTENCY_HEADER: key}
@@ -114,7 +115,7 @@ class _Arm:
 class JobMachine:
     __slots__ = ("arms", "branches", "ctx", "duplicates", "fanout", "final", "job_id", "key",
                  "on_failure_spawned", "out", "result", "result_at", "spec", "status",
-                 "submitted_at", "winner")
+                 "submitted_at", "succeeded", "winner")
 
     def __init__(self, job_id: str, spec: JobSpec, key: str, ctx: DamContext) -> None:
         self.job_id = job_id
@@ -129,6 +130,7 @@ class JobMachine:
         self.result: AttemptFinished | None = None
         self.result_at = 0
         self.submitted_at = 0
+        self.succeeded: bool | None = None
         self.duplicates = 0
         self.on_failure_spawned = False
         self.fanout: WebhookFanout | None = None
@@ -160,6 +162,20 @@ class JobMachine:
             pass  # health is the driver's; nothing waits on a region coming back
         else:
             raise TypeError(f"not a job event: {event!r}")
+        self._maybe_finish(now)
+        return out
+
+    def resume(self, succeeded: bool, status: int | None, error: str | None, now: int) -> list:
+        """Recovery: this job was decided by a machine that was lost (its region died while it
+        delivered webhooks). Deliver the decided result from here; execute nothing."""
+        if self.status != "new":
+            raise RuntimeError("resume() is only for a fresh machine")
+        self.out = out = []
+        self.submitted_at = now
+        self.result = AttemptFinished(-1, -1, status=status, error=error)
+        for a in self.arms:
+            a.state = ARM_OK if succeeded else ARM_FAIL
+        self._decide(succeeded, now)
         self._maybe_finish(now)
         return out
 
@@ -279,7 +295,9 @@ class JobMachine:
         policy = arm.spec.retry_policy
         wanted = classify(ev.status, ev.error, policy)
         target = None
-        if wanted in (Outcome.RETRY, Outcome.REROUTE) and b.reroutes < policy.max_reroutes:
+        if b.reroutes < policy.max_reroutes and (
+                wanted is Outcome.REROUTE
+                or (wanted is Outcome.RETRY and b.retries >= policy.max_retries)):
             target = self._reroute_target(b, arm)
         step = decide(wanted, b.retries, b.reroutes, policy, target is not None)
         if step is Outcome.RETRY:
@@ -291,12 +309,9 @@ class JobMachine:
             if delay is None:
                 delay = self.ctx.backoff.delay(b.retries - 1, b.prev_delay, self.ctx.rng)
             b.prev_delay = delay
-            if delay <= 0:
-                b.state = WAIT
-                self.out.append(AskPermit(self.job_id, b.id, arm.spec.domain, b.region))
-            else:
-                b.state = BACKOFF
-                self.out.append(SetTimer(self.job_id, now + delay, ("retry", b.id)))
+            b.state = WAIT
+            self.out.append(AskPermit(self.job_id, b.id, arm.spec.domain, b.region,
+                                      now + delay if delay > 0 else 0))
         elif step is Outcome.REROUTE:
             b.reroutes += 1
             self._move(b, arm, target)
@@ -339,12 +354,14 @@ class JobMachine:
         for o in self.branches:
             if o is self.winner or o.arm == keep_fanout_arm:
                 continue
-            if o.state in (WAIT, BACKOFF):
+            if o.state == WAIT:
                 o.state = CANCELLED
-                self.out.append(CancelBranch(self.job_id, o.id, o.region, False))
+                self.out.append(CancelBranch(self.job_id, o.id, o.region,
+                                             self.arms[o.arm].spec.domain, False))
             elif o.state == FLIGHT:
                 o.state = GHOST
-                self.out.append(CancelBranch(self.job_id, o.id, o.region, True))
+                self.out.append(CancelBranch(self.job_id, o.id, o.region,
+                                             self.arms[o.arm].spec.domain, True))
 
     # -- failures --------------------------------------------------------------------------------
     def _branch_failed(self, b: _Branch, arm: _Arm, now: int) -> None:
@@ -378,6 +395,7 @@ class JobMachine:
 
     def _decide(self, succeeded: bool, now: int) -> None:
         self.result_at = now
+        self.succeeded = succeeded
         self._set_status("succeeded" if succeeded else "failed")
         spec = self.spec
         if not spec.webhooks:
@@ -400,13 +418,7 @@ class JobMachine:
     # -- timers, regions, webhooks, cancel -------------------------------------------------------
     def _on_timer(self, token: tuple, now: int) -> None:
         kind = token[0]
-        if kind == "retry":
-            b = self.branches[token[1]]
-            if b.state == BACKOFF:
-                b.state = WAIT
-                self.out.append(AskPermit(self.job_id, b.id, self.arms[b.arm].spec.domain,
-                                          b.region))
-        elif kind == "hook":
+        if kind == "hook":
             if self.fanout is not None:
                 self.out.extend(self.fanout.on_timer(token[1], now))
         elif kind == "hedge":
@@ -479,9 +491,10 @@ class JobMachine:
         w = self.winner
         r = self.result
         self.out.append(Finished(JobOutcome(
-            job_id=self.job_id, status=self.status, succeeded=w is not None,
+            job_id=self.job_id, status=self.status, succeeded=bool(self.succeeded),
             submitted_at=self.submitted_at, result_at=self.result_at, finished_at=now,
             attempts=self.attempts, duplicate_executions=self.duplicates,
             winner_arm=w.arm if w else None, winner_region=w.region if w else None,
-            response_status=r.status if r else None, error=None if w else (r.error if r else None),
+            response_status=r.status if r else None,
+            error=None if self.succeeded else (r.error if r else None),
             webhook_attempts=self.fanout.attempts if self.fanout else 0)))

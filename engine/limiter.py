@@ -87,8 +87,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 class DomainLimiter:
-    __slots__ = ("_interval", "_last_signal", "config", "domain", "grants", "in_flight",
-                 "malformed_headers", "max_concurrent", "paused_until", "rate", "tat")
+    __slots__ = ("_interval", "_last_mc", "_last_rps", "_last_signal", "config", "domain",
+                 "grants", "in_flight", "malformed_headers", "max_concurrent", "paused_until",
+                 "rate", "tat")
 
     def __init__(self, domain: str, config: LimiterConfig | None = None) -> None:
         self.domain = domain
@@ -102,6 +103,8 @@ class DomainLimiter:
         self.grants = 0
         self.malformed_headers = 0
         self._last_signal: int | None = None
+        self._last_rps: str | None = None  # the raw header last applied (skip re-parsing it)
+        self._last_mc: str | None = None
 
     def acquire(self, now: int) -> int:
         """Take a permit if pacing, pause and concurrency allow; else say when to ask again."""
@@ -136,10 +139,16 @@ class DomainLimiter:
             return
         rps = _header(headers, RPS_HEADER)
         if rps is not None:
-            self._set_rate(rps, now)
+            if rps == self._last_rps:
+                self._last_signal = now
+            else:
+                self._set_rate(rps, now)
         mc = _header(headers, MAX_CONCURRENT_HEADER)
         if mc is not None:
-            self._set_concurrency(mc, now)
+            if mc == self._last_mc:
+                self._last_signal = now
+            else:
+                self._set_concurrency(mc, now)
         if status == 429:
             ra = _header(headers, "retry-after")
             if ra is not None:
@@ -165,6 +174,7 @@ class DomainLimiter:
             value = min(value, c.max_rate)
         self._apply_rate(value)
         self._last_signal = now
+        self._last_rps = raw
 
     def _apply_rate(self, value: float) -> None:
         new = _interval(value)
@@ -190,8 +200,10 @@ class DomainLimiter:
             value = min(value, c.max_concurrent_cap)
         self.max_concurrent = value
         self._last_signal = now
+        self._last_mc = raw
 
     def _reset_to_config(self) -> None:
+        self._last_rps = self._last_mc = None
         self._apply_rate(self.config.rate)
         self.max_concurrent = self.config.max_concurrent
         self._last_signal = None

@@ -23,8 +23,8 @@ __all__ = ["RegionHealth", "initial_regions", "listed_regions", "reroute_target"
 
 
 class RegionHealth:
-    __slots__ = ("_down_since", "_fails", "_next_probe", "failure_threshold", "probe_interval_us",
-                 "regions", "version")
+    __slots__ = ("_down_since", "_fails", "_next_probe", "_plans", "failure_threshold",
+                 "probe_interval_us", "regions", "version")
 
     def __init__(self, regions: Sequence[str], failure_threshold: int = 5,
                  probe_interval_us: int = 5_000_000) -> None:
@@ -39,6 +39,7 @@ class RegionHealth:
         self._next_probe: dict[str, int] = {}
         self._fails = dict.fromkeys(regions, 0)
         self.version = 0  # bumped on every up/down change (lets callers cache healthy lists)
+        self._plans: dict[tuple, tuple[int, tuple[str, ...]]] = {}
 
     def is_up(self, region: str) -> bool:
         return region not in self._down_since and region in self._fails
@@ -91,7 +92,21 @@ def listed_regions(regions: Sequence[str], default_region: str) -> tuple[str, ..
     return tuple(regions) if regions else (default_region,)
 
 
-def initial_regions(listed: Sequence[str], policy: str, health: RegionHealth) -> list[str]:
+def initial_regions(listed: Sequence[str], policy: str, health: RegionHealth) -> tuple[str, ...]:
+    """The plan for ``listed`` under ``policy`` (memoised per health version: plans are asked
+    for once per job, health changes rarely)."""
+    key = (tuple(listed), policy)
+    hit = health._plans.get(key)
+    if hit is not None and hit[0] == health.version:
+        return hit[1]
+    plan = _plan(listed, policy, health)
+    if len(health._plans) > 4096:
+        health._plans.clear()
+    health._plans[key] = (health.version, plan)
+    return plan
+
+
+def _plan(listed: Sequence[str], policy: str, health: RegionHealth) -> tuple[str, ...]:
     used = {r for r in listed if health.is_up(r)}
     plan: list[str] = []
     for r in listed:
@@ -102,7 +117,7 @@ def initial_regions(listed: Sequence[str], policy: str, health: RegionHealth) ->
             if sub is not None:
                 plan.append(sub)
                 used.add(sub)
-    return plan
+    return tuple(plan)
 
 
 def reroute_target(current: str, tried: Iterable[str], busy: Iterable[str],

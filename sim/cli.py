@@ -1,17 +1,150 @@
-"""The ``apidam`` command line."""
+"""The ``apidam`` command line.
+
+Exit codes: 0 success, 1 the run failed, 2 usage or input error (one line naming the field).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
 
 from engine import SpecError, parse_job
+
+from .scenario import ScenarioError, load_scenario
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def _err(msg: str) -> None:
+    print(f"apidam: {msg}", file=sys.stderr)
+
+
+class _Progress:
+    """A rich progress bar over virtual time, shown once a run has taken ~2 s."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, t: int, horizon: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 2.0:
+                return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+                                TimeElapsedColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=horizon / 1e6)
+        self.bar.update(self.task, completed=t / 1e6)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    if not p.exists() and not p.suffix and (SCENARIO_DIR / f"{path}.toml").exists():
+        return SCENARIO_DIR / f"{path}.toml"
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    path = _resolve(args.scenario)
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        sc = load_scenario(path, overrides)
+    except ScenarioError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    console = Console(quiet=args.quiet)
+    if not console.is_terminal:
+        console = Console(quiet=args.quiet, width=200)  # logs and CI: do not squeeze tables
+    progress = _Progress(not args.quiet, sc.name)
+    try:
+        if args.backend == "local":
+            from .runtime.local import run_local
+
+            result = run_local(sc, base_dir=path.parent, trace=args.trace is not None,
+                               progress=progress)
+        else:
+            from .runtime.ray import RayRunError, run_ray
+
+            try:
+                result = run_ray(sc, base_dir=path.parent, address=args.ray_address,
+                                 placement=args.placement, progress=progress)
+            except RayRunError as e:
+                progress.close()
+                _err(str(e))
+                if e.partial is not None and args.out:
+                    e.partial.save(Path(args.out))
+                    _err(f"partial results written to {args.out}")
+                return EXIT_FAILED
+    except Exception:  # noqa: BLE001 - a crash inside a run is reported, not re-raised
+        progress.close()
+        _err("the run failed with an internal error:")
+        traceback.print_exc()
+        return EXIT_FAILED
+    progress.close()
+    out = Path(args.out) if args.out else Path("out") / sc.name
+    written = result.save(out)
+    if not args.no_plots:
+        from .report import plot
+
+        written += plot(result, out)
+    if args.trace:
+        result.save_trace(Path(args.trace))
+        written.append(Path(args.trace))
+    from .report import print_summary
+
+    print_summary(result, console)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for name in args.scenarios:
+        try:
+            sc = load_scenario(_resolve(name), args.set or [])
+        except ScenarioError as e:
+            _err(str(e))
+            status = EXIT_USAGE
+            continue
+        print(f"{name}: ok ({sc.name}: {len(sc.workloads)} workloads, "
+              f"{len(sc.upstreams)} upstreams, duration {sc.duration})")
+    return status
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    for path in sorted(SCENARIO_DIR.glob("*.toml")):
+        try:
+            sc = load_scenario(path)
+            first = sc.description.strip().split(". ")[0].rstrip(".")
+            print(f"{path.stem:<28} {first}.")
+        except ScenarioError as e:
+            print(f"{path.stem:<28} INVALID: {e}")
+    return EXIT_OK
 
 
 def _cmd_check_job(args: argparse.Namespace) -> int:
@@ -22,17 +155,17 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
             with open(path, encoding="utf-8") as fh:
                 payload = json.load(fh)
         except OSError as e:
-            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+            _err(f"{path}: cannot read: {e.strerror}")
             status = EXIT_USAGE
             continue
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            print(f"{path}: not JSON: {e}", file=sys.stderr)
+            _err(f"{path}: not JSON: {e}")
             status = EXIT_USAGE
             continue
         try:
             spec = parse_job(payload, args.customer)
         except SpecError as e:
-            print(f"{path}: {e.path}: {e.reason}", file=sys.stderr)
+            _err(f"{path}: {e.path}: {e.reason}")
             status = EXIT_USAGE
             continue
         print(f"{path}: ok ({spec.method} {spec.domain}, mode {spec.execution_mode}, "
@@ -48,6 +181,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="A deterministic reference engine and simulator of an API dam.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="simulate a scenario and report",
+                       description="Simulate a scenario (TOML) and report what the outage does.")
+    p.add_argument("scenario", help="a scenario file, or the name of a shipped one")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE",
+                   help="override a field, e.g. workloads.diy-immediate.arrivals.rate=500")
+    p.add_argument("--out", metavar="DIR", help="output directory (default out/<scenario>)")
+    p.add_argument("--trace", metavar="FILE", help="write the event trace (msgpack)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: RAY_ADDRESS "
+                   "or a local Ray started for the run)")
+    p.add_argument("--placement", default="default",
+                   help="how actors are grouped onto Ray actors: default, single, per-actor")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="validate scenario files",
+                       description="Validate scenarios; one line per problem, exit 2 if any.")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios",
+                       description="List the shipped scenarios, one line each.")
+    p.set_defaults(func=_cmd_scenarios)
+
     p = sub.add_parser("check-job", help="validate EZThrottle job payloads (JSON files)",
                        description="Validate job payloads (JSON files) as POST /api/v1/jobs does.")
     p.add_argument("files", nargs="+", metavar="FILE")

@@ -43,8 +43,10 @@ def test_retry_in_region_with_backoff_then_success():
     s.submit()
     s.grant(0)
     cmds = s.answer(0, 503)
-    assert s.of(SetTimer, cmds)[0].at == S  # constant 1 s backoff in the driver's context
-    assert s.advance(S) == [AskPermit("job_0_1", 0, "https://api.example.com", "iad")]
+    # the backoff (constant 1 s in the driver's context) rides on the permit request
+    assert s.asks(cmds) == [AskPermit("job_0_1", 0, "https://api.example.com", "iad", S)]
+    assert s.of(SetTimer, cmds) == []
+    s.now = S
     s.grant(0)
     s.answer(0, 200)
     assert s.outcome.attempts == 2 and s.outcome.winner_region == "iad"
@@ -56,7 +58,7 @@ def test_retry_after_is_honoured_exactly():
     s.grant(0)
     s.now = 100
     cmds = s.answer(0, 429, headers={"retry-after": "7"})
-    assert s.of(SetTimer, cmds)[0].at == 100 + 7 * S
+    assert s.asks(cmds)[0].not_before == 100 + 7 * S
 
 
 def test_reroute_code_moves_to_next_region_without_backoff():
@@ -296,9 +298,9 @@ def test_fallback_on_error_fires_on_matching_code_and_reports_under_parent():
     s.submit()
     s.grant(0)
     cmds = s.answer(0, 500)  # only one region: a reroute code retries in place first
-    assert [a.domain for a in s.asks(cmds)] == [] and s.of(SetTimer, cmds)
+    assert [(a.region, a.not_before) for a in s.asks(cmds)] == [("iad", S)]
     for _ in range(3):
-        s.advance(s.now + S)
+        s.now += S
         s.grant(0)
         cmds = s.answer(0, 500)
     assert [a.domain for a in s.asks(cmds)] == ["https://backup.com"]

@@ -12,13 +12,13 @@ def test_listed_regions_default():
 
 def test_initial_plan_all_healthy():
     h = RegionHealth(R)
-    assert initial_regions(("lax", "ord"), "fallback", h) == ["lax", "ord"]
+    assert initial_regions(("lax", "ord"), "fallback", h) == ("lax", "ord")
 
 
 def test_fallback_replaces_a_down_region_listed_first_then_any():
     h = RegionHealth(R)
     h.mark_down("lax", 0)
-    assert initial_regions(("lax", "ord"), "fallback", h) == ["iad", "ord"]
+    assert initial_regions(("lax", "ord"), "fallback", h) == ("iad", "ord")
     h.mark_down("iad", 0)
     plan = initial_regions(("lax", "ord"), "fallback", h)
     assert sorted(plan) == ["fra", "ord"] and len(set(plan)) == len(plan)
@@ -27,9 +27,9 @@ def test_fallback_replaces_a_down_region_listed_first_then_any():
 def test_strict_only_listed_and_may_be_empty():
     h = RegionHealth(R)
     h.mark_down("lax", 0)
-    assert initial_regions(("lax", "ord"), "strict", h) == ["ord"]
+    assert initial_regions(("lax", "ord"), "strict", h) == ("ord",)
     h.mark_down("ord", 0)
-    assert initial_regions(("lax", "ord"), "strict", h) == []
+    assert initial_regions(("lax", "ord"), "strict", h) == ()
 
 
 def test_reroute_prefers_listed_untried_unused():

@@ -1,0 +1,143 @@
+"""Counters and 1 s time series, kept in plain Python lists on the hot path and turned into numpy
+arrays at the end. Memory grows with simulated seconds and with latency samples (8 bytes per
+finished job), never with per-job state.
+
+Every field is additive across actor groups (``merge``), except the ``*_max`` series (max) and
+the latency samples (concatenated: percentiles do not depend on order).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+
+import numpy as np
+
+__all__ = ["Metrics"]
+
+S = 1_000_000
+
+
+class Metrics:
+    def __init__(self, workloads: list[str], domains: list[str], horizon_us: int) -> None:
+        self.workloads = list(workloads)
+        self.domains = list(domains)
+        self.n = horizon_us // S + 2
+        nw, nd, n = len(workloads), len(domains), self.n
+        self.attempts_series = [[0] * n for _ in range(nw)]
+        self.dam_domain_series = [[0] * n for _ in range(nd)]
+        self.permit_series = [[0] * n for _ in range(nd)]
+        self.backlog_max = [[0] * n for _ in range(nd)]
+        self.outcomes = [Counter() for _ in range(nw)]
+        self.count = {k: [0] * nw for k in (
+            "jobs", "deduped", "refused", "succeeded", "failed", "children", "forwarded",
+            "local_success", "duplicates", "dam_duplicates", "webhook_attempts", "delivered",
+            "undelivered", "egress_bytes", "busy_us", "client_rejects", "budget_denied",
+            "upstream_attempts", "dam_attempts")}
+        self.peak_concurrency = [0] * nw
+        self.latency = [array("d") for _ in range(nw)]
+        self.delivery_latency = [array("d") for _ in range(nw)]
+        self.dropped_messages = 0
+
+    def domain_index(self, domain: str) -> int:
+        return self.domains.index(domain)
+
+    # -- hot path ------------------------------------------------------------------------------
+    def attempt(self, w: int, now: int, d: int, dam: bool) -> None:
+        sec = now // S
+        if sec >= self.n:
+            sec = self.n - 1
+        self.attempts_series[w][sec] += 1
+        self.count["upstream_attempts"][w] += 1
+        if dam:
+            self.dam_domain_series[d][sec] += 1
+            self.count["dam_attempts"][w] += 1
+
+    def outcome(self, w: int, status) -> None:
+        self.outcomes[w][status] += 1
+
+    def duplicate(self, w: int) -> None:
+        self.count["duplicates"][w] += 1
+
+    def permit(self, d: int, now: int, backlog: int) -> None:
+        sec = min(now // S, self.n - 1)
+        self.permit_series[d][sec] += 1
+        if backlog > self.backlog_max[d][sec]:
+            self.backlog_max[d][sec] = backlog
+
+    def backlog(self, d: int, now: int, backlog: int) -> None:
+        sec = min(now // S, self.n - 1)
+        if backlog > self.backlog_max[d][sec]:
+            self.backlog_max[d][sec] = backlog
+
+    def add(self, key: str, w: int, n: int = 1) -> None:
+        self.count[key][w] += n
+
+    def finish(self, w: int, ok: bool, latency_us: int) -> None:
+        self.count["succeeded" if ok else "failed"][w] += 1
+        self.latency[w].append(latency_us / 1000.0)
+
+    # -- merging and export --------------------------------------------------------------------
+    def merge(self, other: Metrics) -> None:
+        for mine, theirs in ((self.attempts_series, other.attempts_series),
+                             (self.dam_domain_series, other.dam_domain_series),
+                             (self.permit_series, other.permit_series)):
+            for a, b in zip(mine, theirs, strict=True):
+                for i, v in enumerate(b):
+                    if v:
+                        a[i] += v
+        for a, b in zip(self.backlog_max, other.backlog_max, strict=True):
+            for i, v in enumerate(b):
+                if v > a[i]:
+                    a[i] = v
+        for a, b in zip(self.outcomes, other.outcomes, strict=True):
+            a.update(b)
+        for k, v in other.count.items():
+            for i, x in enumerate(v):
+                self.count[k][i] += x
+        self.peak_concurrency = [max(a, b) for a, b in zip(self.peak_concurrency,
+                                                          other.peak_concurrency, strict=True)]
+        for a, b in zip(self.latency, other.latency, strict=True):
+            a.extend(b)
+        for a, b in zip(self.delivery_latency, other.delivery_latency, strict=True):
+            a.extend(b)
+        self.dropped_messages += other.dropped_messages
+
+    def to_state(self) -> dict:
+        """A msgpack-friendly snapshot (for shipping between processes)."""
+        return {
+            "workloads": self.workloads, "domains": self.domains, "n": self.n,
+            "attempts_series": self.attempts_series, "dam_domain_series": self.dam_domain_series,
+            "permit_series": self.permit_series, "backlog_max": self.backlog_max,
+            "outcomes": [{str(k): v for k, v in c.items()} for c in self.outcomes],
+            "count": self.count, "peak_concurrency": self.peak_concurrency,
+            "latency": [a.tobytes() for a in self.latency],
+            "delivery_latency": [a.tobytes() for a in self.delivery_latency],
+            "dropped_messages": self.dropped_messages,
+        }
+
+    @classmethod
+    def from_state(cls, st: dict) -> Metrics:
+        m = cls(st["workloads"], st["domains"], (st["n"] - 2) * S)
+        m.attempts_series = st["attempts_series"]
+        m.dam_domain_series = st["dam_domain_series"]
+        m.permit_series = st["permit_series"]
+        m.backlog_max = st["backlog_max"]
+        m.outcomes = [Counter({(int(k) if k.isdigit() else k): v for k, v in c.items()})
+                      for c in st["outcomes"]]
+        m.count = st["count"]
+        m.peak_concurrency = st["peak_concurrency"]
+        for arr, raw in zip(m.latency, st["latency"], strict=True):
+            arr.frombytes(raw)
+        for arr, raw in zip(m.delivery_latency, st["delivery_latency"], strict=True):
+            arr.frombytes(raw)
+        m.dropped_messages = st["dropped_messages"]
+        return m
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "attempts_per_s": np.array(self.attempts_series, dtype=np.int64),
+            "dam_attempts_per_s_by_domain": np.array(self.dam_domain_series, dtype=np.int64),
+            "permits_per_s_by_domain": np.array(self.permit_series, dtype=np.int64),
+            "backlog_max_by_domain": np.array(self.backlog_max, dtype=np.int64),
+        }

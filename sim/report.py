@@ -1,0 +1,125 @@
+"""Terminal tables (rich) and PNG plots (matplotlib) of a RunResult."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from .result import RunResult
+
+__all__ = ["plot", "print_summary"]
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.1f}s" if v >= 1000 else f"{v:.0f}ms"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}PB"
+
+
+def print_summary(result: RunResult, console: Console | None = None) -> None:
+    console = console or Console()
+    s = result.summary
+    console.print(f"[bold]{s['scenario']}[/bold]  seed {s['seed']}  backend {s['backend']}  "
+                  f"simulated {s['sim_seconds']:.0f}s in {s['wall_seconds']:.1f}s "
+                  f"({s['events']:,} events, {s['events_per_second'] or 0:,.0f}/s)  "
+                  f"trace {s['trace_hash'][:12]}")
+    t = Table(title="Workloads", show_lines=False, header_style="bold")
+    for col in ("workload", "strategy", "jobs", "ok", "failed", "pending", "deduped",
+                "upstream attempts", "amplif.", "peak/s", "dup. exec.", "p50", "p99",
+                "webhooks ok/undeliv.", "egress", "$"):
+        t.add_column(col, justify="left" if col in ("workload", "strategy") else "right")
+    for name, w in s["workloads"].items():
+        lat = w["latency_ms"]
+        hooks = w["webhooks"]
+        t.add_row(name, w["strategy"], f"{w['jobs']:,}", f"{w['succeeded']:,}",
+                  f"{w['failed']:,}", f"{w['pending']:,}", f"{w['deduped']:,}",
+                  f"{w['upstream_attempts']:,}",
+                  f"{w['amplification']:.2f}" if w["amplification"] is not None else "-",
+                  f"{w['peak_attempts_per_s']:,}", f"{w['duplicate_executions']:,}",
+                  _ms(lat["p50"]), _ms(lat["p99"]),
+                  f"{hooks['delivered']:,}/{hooks['undelivered']:,}" if w["strategy"] != "diy"
+                  else "-", _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
+    console.print(t)
+    d = Table(title="Domains (the dam's traffic)", header_style="bold")
+    for col in ("domain", "permits", "dam attempts", "max attempts/s", "max backlog"):
+        d.add_column(col, justify="left" if col == "domain" else "right")
+    for name, v in s["domains"].items():
+        d.add_row(name, f"{v['permits']:,}", f"{v['attempts']:,}", f"{v['max_rate_1s']:,}",
+                  f"{v['backlog_max']:,}")
+    console.print(d)
+
+
+def _shade(ax, outages: list[dict]) -> None:
+    for i, o in enumerate(outages):
+        ax.axvspan(o["start_s"], o["end_s"], color="tab:red", alpha=0.08,
+                   label="outage" if i == 0 else None)
+
+
+def plot(result: RunResult, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result.summary
+    names = list(s["workloads"])
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    horizon = int(np.ceil(s["sim_seconds"])) + 1
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    series = result.arrays["attempts_per_s"][:, :horizon]
+    for i, name in enumerate(names):
+        ax.plot(np.arange(series.shape[1]), series[i], label=name, lw=1.2)
+    _shade(ax, s["outages"])
+    ax.set(title=f"{s['scenario']}: upstream attempts per second", xlabel="time (s)",
+           ylabel="attempts / s")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    files.append(out / "attempts_per_s.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name in names:
+        lat = result.arrays.get(f"latency_ms/{name}")
+        if lat is None or lat.size == 0:
+            continue
+        x = np.sort(lat)
+        ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size, label=name)
+    ax.set_xscale("log")
+    ax.set(title=f"{s['scenario']}: latency from arrival to result (CDF)",
+           xlabel="latency (ms, log scale)", ylabel="fraction of finished jobs")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    files.append(out / "latency_cdf.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    backlog = result.arrays["backlog_max_by_domain"][:, :horizon]
+    for i, dom in enumerate(s["domains"]):
+        ax.plot(np.arange(backlog.shape[1]), backlog[i], label=dom)
+    _shade(ax, s["outages"])
+    ax.set(title=f"{s['scenario']}: jobs waiting for a permit, per domain (max per second)",
+           xlabel="time (s)", ylabel="backlog")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    files.append(out / "backlog.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+    return files

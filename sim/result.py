@@ -1,0 +1,150 @@
+"""RunResult: the summary (a JSON-able dict) and the arrays (1 s time series, latency samples)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgpack
+import numpy as np
+
+from engine.billing import TIERS, DiyCostModel
+
+from .metrics import Metrics
+from .scenario import Scenario, parse_duration
+
+__all__ = ["RunResult", "summarize"]
+
+S = 1_000_000
+
+
+def _pcts(samples) -> dict[str, float | None]:
+    if len(samples) == 0:
+        return {"p50": None, "p90": None, "p99": None, "p999": None}
+    a = np.frombuffer(samples, dtype=np.float64) if not isinstance(samples, np.ndarray) \
+        else samples
+    p = np.percentile(a, [50, 90, 99, 99.9])
+    return {"p50": round(float(p[0]), 3), "p90": round(float(p[1]), 3),
+            "p99": round(float(p[2]), 3), "p999": round(float(p[3]), 3)}
+
+
+class RunResult:
+    def __init__(self, summary: dict, arrays: dict[str, np.ndarray],
+                 trace: list | None = None) -> None:
+        self.summary = summary
+        self.arrays = arrays
+        self.trace = trace
+
+    @property
+    def trace_hash(self) -> str:
+        return self.summary["trace_hash"]
+
+    def save(self, out: Path) -> list[Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "summary.json", out / "series.msgpack"]
+        written[0].write_text(json.dumps(self.summary, indent=2, sort_keys=False) + "\n")
+        packed = {k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.tobytes()}
+                  for k, v in self.arrays.items()}
+        written[1].write_bytes(msgpack.packb(packed, use_bin_type=True))
+        return written
+
+    def save_trace(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(msgpack.packb(
+            {"fields": ["time_us", "origin", "seq", "target", "kind"], "events": self.trace or []},
+            use_bin_type=True))
+
+
+def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash: str,
+              events: int, sim_us: int, wall_s: float, extra: dict | None = None) -> RunResult:
+    costs = DiyCostModel(egress_usd_per_gb=sc.costs.egress_usd_per_gb,
+                         invocation_usd_per_million=sc.costs.invocation_usd_per_million,
+                         gb_second_usd=sc.costs.gb_second_usd,
+                         memory_gb=sc.costs.memory_gb,
+                         queue_usd_per_million=sc.costs.queue_usd_per_million)
+    tier = TIERS[sc.dam.tier]
+    per_request = tier.base_usd / tier.included if tier.included else 0.0
+    c = metrics.count
+    arrays = metrics.arrays()
+    workloads = {}
+    for i, w in enumerate(sc.workloads):
+        jobs = c["jobs"][i]
+        done = c["succeeded"][i] + c["failed"][i] + c["deduped"][i]
+        attempts = c["upstream_attempts"][i]
+        logical = jobs - c["deduped"][i]
+        series = arrays["attempts_per_s"][i]
+        dam_jobs = (logical if w.strategy == "performance" else c["forwarded"][i]) \
+            if w.strategy != "diy" else 0
+        dam_jobs_charged = max(0, dam_jobs - c["refused"][i])
+        local_invocations = logical if w.strategy != "performance" else 0
+        diy_cost = costs.cost(attempts=local_invocations,
+                              egress_bytes=c["egress_bytes"][i],
+                              busy_seconds=c["busy_us"][i] / S,
+                              queue_requests=attempts - c["dam_attempts"][i]
+                              if w.strategy == "diy" else 0)
+        workloads[w.name] = {
+            "strategy": w.strategy,
+            "jobs": jobs,
+            "deduped": c["deduped"][i],
+            "succeeded": c["succeeded"][i],
+            "failed": c["failed"][i],
+            "pending": jobs - done,
+            "refused": c["refused"][i],
+            "children": c["children"][i],
+            "local_success": c["local_success"][i],
+            "forwarded": c["forwarded"][i],
+            "upstream_attempts": attempts,
+            "dam_attempts": c["dam_attempts"][i],
+            "amplification": round(attempts / logical, 4) if logical else None,
+            "peak_attempts_per_s": int(series.max()) if series.size else 0,
+            "duplicate_executions": c["duplicates"][i],
+            "dam_observed_duplicates": c["dam_duplicates"][i],
+            "latency_ms": _pcts(metrics.latency[i]),
+            "delivery_latency_ms": _pcts(metrics.delivery_latency[i]),
+            "webhooks": {"attempts": c["webhook_attempts"][i], "delivered": c["delivered"][i],
+                         "undelivered": c["undelivered"][i]},
+            "egress_bytes": c["egress_bytes"][i],
+            "peak_concurrency": metrics.peak_concurrency[i],
+            "client_rejects": c["client_rejects"][i],
+            "budget_denied": c["budget_denied"][i],
+            "cost_usd": round(diy_cost + dam_jobs_charged * per_request, 4),
+            "outcomes": {str(k): v for k, v in sorted(metrics.outcomes[i].items(),
+                                                      key=lambda kv: str(kv[0]))},
+        }
+    domains = {}
+    for d, dom in enumerate(topo.domains):
+        permits = int(arrays["permits_per_s_by_domain"][d].sum())
+        dam_attempts = int(arrays["dam_attempts_per_s_by_domain"][d].sum())
+        domains[dom] = {
+            "permits": permits,
+            "attempts": dam_attempts,
+            "max_rate_1s": int(arrays["dam_attempts_per_s_by_domain"][d].max()),
+            "backlog_max": int(arrays["backlog_max_by_domain"][d].max()),
+        }
+    for i in range(len(sc.workloads)):
+        arrays[f"latency_ms/{sc.workloads[i].name}"] = np.frombuffer(
+            metrics.latency[i], dtype=np.float64).copy()
+    outages = []
+    for u in sc.upstreams:
+        for o in u.outages:
+            outages.append({"upstream": u.name, "start_s": parse_duration(o.start) / S,
+                            "end_s": parse_duration(o.end) / S, "mode": o.mode})
+    for o in sc.dam.outages:
+        outages.append({"region": o.region, "start_s": parse_duration(o.start) / S,
+                        "end_s": parse_duration(o.end) / S, "mode": "region_down"})
+    summary = {
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "backend": backend,
+        "trace_hash": trace_hash,
+        "events": events,
+        "sim_seconds": round(sim_us / S, 3),
+        "wall_seconds": round(wall_s, 3),
+        "events_per_second": round(events / wall_s) if wall_s > 0 else None,
+        "workloads": workloads,
+        "domains": domains,
+        "outages": outages,
+        "dropped_messages": metrics.dropped_messages,
+        **(extra or {}),
+    }
+    return RunResult(summary, arrays)

@@ -1,0 +1,3 @@
+"""Runtimes: ``local`` (one process, the default) and ``ray``."""
+
+__all__: list[str] = []

@@ -1,0 +1,276 @@
+"""World actors: the third-party APIs (Upstream) and the customers' webhook endpoints (Receiver).
+
+Upstream model, per request arriving at ``now`` from region ``r``:
+
+1. active outage for (now, r)? ``blackhole`` → never answered (the caller's timeout fires; not
+   executed); ``error`` → an answer drawn from the status mix, fast (no server time);
+   ``partial`` → that with probability ``fraction``; ``slow`` → latency × ``factor``.
+2. own rate limit (token bucket ``rate_limit``/s, ``rate_burst``) → 429 with ``Retry-After``.
+3. capacity: ``servers`` FCFS servers with exponential service times (mean ``service``); a request
+   starts when the earliest server frees up; if ``queue`` requests already wait, it is shed with
+   503. Queueing delay adds to the latency, so overload raises latency and clients time out.
+4. latency: lognormal per region (median, p99; optional slow-mode mixture) + queueing.
+5. a 2xx is a side effect, recorded in a ledger per logical request: a second side effect of the
+   same logical request is a **duplicate execution**, unless the request carried an
+   Idempotency-Key the upstream honours (then the cached answer is replayed, no side effect).
+6. the answer reaches the caller at ``now + latency``, or a timeout reaches it at its deadline if
+   that is sooner (the work still happens: timed-out work is how retry storms go metastable).
+
+Responses carry the upstream's advertised ``X-EZTHROTTLE-*`` headers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+import numpy as np
+
+from .kernel import Actor
+from .metrics import Metrics
+from .scenario import Latency, Outage, parse_duration
+
+__all__ = ["LatencySampler", "OutageTable", "Receiver", "Upstream"]
+
+Z99 = 2.3263478740408408
+BLOCK = 4096
+
+
+class LatencySampler:
+    """Lognormal (median, p99) with an optional slow-mode mixture, drawn in blocks (µs ints)."""
+
+    __slots__ = ("_buf", "_i", "factor", "fraction", "mu", "rng", "sigma")
+
+    def __init__(self, lat: Latency, rng: np.random.Generator) -> None:
+        median = parse_duration(lat.median)
+        p99 = parse_duration(lat.p99)
+        self.mu = math.log(median)
+        self.sigma = math.log(p99 / median) / Z99 if p99 > median else 0.0
+        self.fraction = lat.slow_fraction
+        self.factor = lat.slow_factor
+        self.rng = rng
+        self._buf: list[int] = []
+        self._i = 0
+
+    def __call__(self) -> int:
+        i = self._i
+        if i >= len(self._buf):
+            v = self.rng.lognormal(self.mu, self.sigma, BLOCK)
+            if self.fraction > 0:
+                v[self.rng.random(BLOCK) < self.fraction] *= self.factor
+            self._buf = np.maximum(v, 1.0).astype(np.int64).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buf[i]
+
+
+class _Uniform:
+    __slots__ = ("_buf", "_i", "rng")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self._buf: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        i = self._i
+        if i >= len(self._buf):
+            self._buf = self.rng.random(BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buf[i]
+
+
+class OutageTable:
+    """The outage windows of one actor, queried by (now, region index)."""
+
+    __slots__ = ("windows",)
+
+    def __init__(self, outages: list[Outage], region_index: dict[str, int]) -> None:
+        self.windows = []
+        for o in outages:
+            statuses = sorted((int(k), w) for k, w in o.statuses.items() if w > 0)
+            total = sum(w for _, w in statuses) or 1.0
+            cum, acc = [], 0.0
+            for code, w in statuses:
+                acc += w / total
+                cum.append((acc, code))
+            regions = frozenset(region_index[r] for r in o.regions) if o.regions else None
+            ra = parse_duration(o.retry_after) if o.retry_after else None
+            self.windows.append((parse_duration(o.start), parse_duration(o.end), o.mode, cum,
+                                 o.fraction, o.factor, regions, ra))
+
+    def active(self, now: int, region: int):
+        for w in self.windows:
+            if w[0] <= now < w[1] and (w[6] is None or region in w[6]):
+                return w
+        return None
+
+    @staticmethod
+    def pick(cum, u: float) -> int:
+        for acc, code in cum:
+            if u < acc:
+                return code
+        return cum[-1][1]
+
+
+class Upstream(Actor):
+    """One third-party API (one domain). Requests: ``("req", reply_to, tag, logical, region,
+    deadline, idem, nbytes, workload)``; answers ``("resp", tag, status, error, retry_after_us,
+    headers)`` to ``reply_to``."""
+
+    def __init__(self, name: str, domain: str, cfg, region_names: list[str],
+                 metrics: Metrics, dam_senders: set[int], min_rtt: int) -> None:
+        self.name = name
+        self.domain = domain
+        self.cfg = cfg
+        self.region_names = region_names  # index -> name; the last index is "client"
+        self.metrics = metrics
+        self.dam_senders = dam_senders  # actor ids of the dam's regions
+        self.min_rtt = min_rtt  # the way back: no answer is faster than the link
+        self.servers = [0] * cfg.servers
+        self.waiting: deque[int] = deque()
+        self.queue_limit = cfg.queue
+        self.service_mean = parse_duration(cfg.service)
+        self.tokens = float(cfg.rate_burst)
+        self.token_at = 0
+        self.ledger: dict[int, int] = {}
+        self.keyed_done: set[int] = set()
+        hdr: dict[str, str] = {}
+        if cfg.advertise.rps is not None:
+            hdr["x-ezthrottle-rps"] = repr(float(cfg.advertise.rps))
+        if cfg.advertise.max_concurrent is not None:
+            hdr["x-ezthrottle-max-concurrent"] = str(cfg.advertise.max_concurrent)
+        self.headers = hdr or None
+        self.m_idx = metrics.domain_index(domain)
+
+    def start(self, now: int) -> None:
+        idx = {n: i for i, n in enumerate(self.region_names)}
+        self.outages = OutageTable(self.cfg.outages, idx)
+        self.latency = []
+        for name in self.region_names:
+            lat = self.cfg.region_latency.get(name, self.cfg.latency)
+            self.latency.append(LatencySampler(lat, self.rng))
+        self.uniform = _Uniform(self.rng)
+        self._service_buf: list[int] = []
+        self._service_i = 0
+
+    def _service(self) -> int:
+        i = self._service_i
+        if i >= len(self._service_buf):
+            self._service_buf = np.maximum(
+                self.rng.exponential(self.service_mean, BLOCK), 1).astype(np.int64).tolist()
+            i = 0
+        self._service_i = i + 1
+        return self._service_buf[i]
+
+    def handle(self, msg: tuple, now: int) -> None:
+        _, reply_to, tag, logical, region, deadline, idem, _nbytes, workload = msg
+        m = self.metrics
+        m.attempt(workload, now, self.m_idx, reply_to in self.dam_senders)
+        outage = self.outages.active(now, region)
+        factor = 1.0
+        if outage is not None:
+            mode = outage[2]
+            if mode == "blackhole":
+                m.outcome(workload, "timeout")
+                self.send(reply_to, deadline, ("resp", tag, None, "timeout", 0, None))
+                return
+            if mode == "error" or (mode == "partial" and self.uniform() < outage[4]):
+                status = OutageTable.pick(outage[3], self.uniform())
+                self._answer(reply_to, tag, status, self._fast(now, region), deadline,
+                             outage[7], workload)
+                return
+            if mode == "slow":
+                factor = outage[5]
+        cfg = self.cfg
+        if cfg.rate_limit > 0:
+            self.tokens = min(float(cfg.rate_burst),
+                              self.tokens + (now - self.token_at) * cfg.rate_limit / 1e6)
+            self.token_at = now
+            if self.tokens < 1.0:
+                wait = math.ceil((1.0 - self.tokens) / cfg.rate_limit * 1e6)
+                self._answer(reply_to, tag, 429, self._fast(now, region), deadline,
+                             max(wait, 1_000_000), workload)
+                return
+            self.tokens -= 1.0
+        # capacity: FCFS over `servers`, bounded waiting line
+        waiting = self.waiting
+        while waiting and waiting[0] <= now:
+            waiting.popleft()
+        free = self.servers[0]
+        if free > now and len(waiting) >= self.queue_limit:
+            self._answer(reply_to, tag, 503, self._fast(now, region), deadline, None,
+                         workload)
+            return
+        begin = free if free > now else now
+        heapq.heapreplace(self.servers, begin + self._service())
+        if begin > now:
+            waiting.append(begin)
+        done = begin + max(self.min_rtt, int(self.latency[region]() * factor))
+        # the side effect happens whether or not the caller is still waiting
+        if idem and cfg.idempotency and logical in self.keyed_done:
+            pass  # replayed from the idempotency cache: no new side effect
+        else:
+            n = self.ledger.get(logical, 0) + 1
+            self.ledger[logical] = n
+            if n > 1:
+                m.duplicate(workload)
+            if idem and cfg.idempotency:
+                self.keyed_done.add(logical)
+        self._answer(reply_to, tag, 200, done, deadline, None, workload)
+
+    def _fast(self, now: int, region: int) -> int:
+        """When a fast answer (an error, a 429, a shed 503) reaches the caller."""
+        return now + max(self.min_rtt, self.latency[region]() // 4)
+
+    def _answer(self, reply_to: int, tag, status: int, at: int, deadline: int,
+                retry_after: int | None, workload: int) -> None:
+        if at > deadline:
+            self.metrics.outcome(workload, "timeout")
+            self.send(reply_to, deadline, ("resp", tag, None, "timeout", 0, None))
+            return
+        self.metrics.outcome(workload, status)
+        self.send(reply_to, at, ("resp", tag, status, None, retry_after or 0, self.headers))
+
+
+class Receiver(Actor):
+    """A webhook endpoint: ``("hook", reply_to, tag, region, deadline)`` → ``("hook_resp", tag,
+    status, error)``; outages as for upstreams (``error`` statuses, ``slow``, ``blackhole``)."""
+
+    def __init__(self, name: str, cfg, region_names: list[str], metrics: Metrics,
+                 min_rtt: int) -> None:
+        self.name = name
+        self.min_rtt = min_rtt
+        self.cfg = cfg
+        self.region_names = region_names
+        self.metrics = metrics
+        self.received = 0
+
+    def start(self, now: int) -> None:
+        self.outages = OutageTable(self.cfg.outages, {n: i for i, n in
+                                                      enumerate(self.region_names)})
+        self.latency = LatencySampler(self.cfg.latency, self.rng)
+        self.uniform = _Uniform(self.rng)
+
+    def handle(self, msg: tuple, now: int) -> None:
+        _, reply_to, tag, region, deadline = msg
+        self.received += 1
+        lat = self.latency()
+        status = 200
+        outage = self.outages.active(now, region)
+        if outage is not None:
+            mode = outage[2]
+            if mode == "blackhole":
+                self.send(reply_to, deadline, ("hook_resp", tag, None, "timeout"))
+                return
+            if mode == "error" or (mode == "partial" and self.uniform() < outage[4]):
+                status = OutageTable.pick(outage[3], self.uniform())
+            elif mode == "slow":
+                lat = int(lat * outage[5])
+        at = now + max(self.min_rtt, lat)
+        if at > deadline:
+            self.send(reply_to, deadline, ("hook_resp", tag, None, "timeout"))
+        else:
+            self.send(reply_to, at, ("hook_resp", tag, status, None))
