@@ -100,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     e.partial.save(Path(args.out))
                     _err(f"partial results written to {args.out}")
                 return EXIT_FAILED
-    except Exception:  # noqa: BLE001 - a crash inside a run is reported, not re-raised
+    except Exception:  # a crash inside a run is reported (exit 1), not re-raised
         progress.close()
         _err("the run failed with an internal error:")
         traceback.print_exc()

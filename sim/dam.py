@@ -80,13 +80,23 @@ class Gateway(Actor):
         if kind == "submit":
             self._submit(msg[1], msg[2], msg[3], None, now)
         elif kind == "decided":
+            # Counted here, once per job: a job recovered after its region died may be
+            # decided again by its new home (re-delivery, or a re-run if the first decision
+            # was still on its way when the region died).
             entry = self.active.get(msg[1])
-            if entry is not None:
+            if entry is not None and entry[5] is None:
                 entry[5] = (msg[2], msg[3], msg[4])
+                self.metrics.finish(entry[0], msg[2], msg[5] - entry[2])
                 self.table.set_status(msg[1], "succeeded" if msg[2] else "failed", now)
         elif kind == "done":
-            self.table.set_status(msg[1], msg[2], now, terminal=True)
-            self.active.pop(msg[1], None)
+            entry = self.active.pop(msg[1], None)
+            if entry is not None:  # once per job (a recovered job may finish twice)
+                self.table.set_status(msg[1], msg[2], now, terminal=True)
+                if msg[2] == "delivered":
+                    self.metrics.add("delivered", entry[0])
+                    self.metrics.delivery_latency[entry[0]].append((msg[3] - entry[2]) / 1000.0)
+                elif msg[2] == "undelivered":
+                    self.metrics.add("undelivered", entry[0])
         elif kind == "spawn":
             self.metrics.add("children", msg[1])
             self._submit(msg[1], -1, now, msg[2], now)
@@ -281,7 +291,7 @@ class Region(Actor):
                   ("release", self.id, status, retry_after, headers))
 
     def _run(self, entry: tuple, cmds: list, now: int) -> None:
-        m, w, arrived, logical, nbytes = entry
+        m, w, _arrived, logical, nbytes = entry
         topo = self.topo
         for c in cmds:
             t = type(c)
@@ -300,12 +310,10 @@ class Region(Actor):
             elif t is StatusChanged:
                 st = c.status
                 if st == "succeeded" or st == "failed":
-                    ok = st == "succeeded"
-                    self.metrics.finish(w, ok, now - arrived)
                     r = m.result
                     self.send(topo.gateway, now + self.to_gw,
-                              ("decided", c.job_id, ok, r.status if r else None,
-                               r.error if r else None))
+                              ("decided", c.job_id, st == "succeeded", r.status if r else None,
+                               r.error if r else None, now))
             elif t is SendWebhook:
                 self.send(self.dispatcher, now + topo.intra,
                           ("send", self.id, c.job_id, c.hook, c.round,
@@ -323,13 +331,8 @@ class Region(Actor):
                 met = self.metrics
                 met.add("dam_duplicates", w, o.duplicate_executions)
                 met.add("webhook_attempts", w, o.webhook_attempts)
-                if o.status == "delivered":
-                    met.add("delivered", w)
-                    met.delivery_latency[w].append((now - arrived) / 1000.0)
-                elif o.status == "undelivered":
-                    met.add("undelivered", w)
                 del self.machines[o.job_id]
-                self.send(topo.gateway, now + self.to_gw, ("done", o.job_id, o.status))
+                self.send(topo.gateway, now + self.to_gw, ("done", o.job_id, o.status, now))
 
 
 class LimiterActor(Actor):

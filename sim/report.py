@@ -37,7 +37,7 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
     t = Table(title="Workloads", show_lines=False, header_style="bold")
     for col in ("workload", "strategy", "jobs", "ok", "failed", "pending", "deduped",
                 "upstream attempts", "amplif.", "peak/s", "dup. exec.", "p50", "p99",
-                "webhooks ok/undeliv.", "egress", "$"):
+                "webhooks ok/undeliv.", "hook attempts", "egress", "$"):
         t.add_column(col, justify="left" if col in ("workload", "strategy") else "right")
     for name, w in s["workloads"].items():
         lat = w["latency_ms"]
@@ -49,7 +49,8 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
                   f"{w['peak_attempts_per_s']:,}", f"{w['duplicate_executions']:,}",
                   _ms(lat["p50"]), _ms(lat["p99"]),
                   f"{hooks['delivered']:,}/{hooks['undelivered']:,}" if w["strategy"] != "diy"
-                  else "-", _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
+                  else "-", f"{hooks['attempts']:,}" if w["strategy"] != "diy" else "-",
+                  _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
     console.print(t)
     d = Table(title="Domains (the dam's traffic)", header_style="bold")
     for col in ("domain", "permits", "dam attempts", "max attempts/s", "max backlog"):
@@ -97,10 +98,13 @@ def plot(result: RunResult, out: Path) -> list[Path]:
         lat = result.arrays.get(f"latency_ms/{name}")
         if lat is None or lat.size == 0:
             continue
+        w = s["workloads"][name]
+        ok = w["succeeded"] / max(1, w["succeeded"] + w["failed"])
         x = np.sort(lat)
-        ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size, label=name)
+        ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size,
+                label=f"{name} ({ok:.0%} succeeded)")
     ax.set_xscale("log")
-    ax.set(title=f"{s['scenario']}: latency from arrival to result (CDF)",
+    ax.set(title=f"{s['scenario']}: latency from arrival to result, success or failure (CDF)",
            xlabel="latency (ms, log scale)", ylabel="fraction of finished jobs")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")

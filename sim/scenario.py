@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 from engine.errors import ApidamError
 from engine.retry import BACKOFF_KINDS
@@ -240,11 +241,36 @@ def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
         return (f"{path}.{unknown.group(1)}" if path != "$" else f"$.{unknown.group(1)}",
                 "unknown field")
     msg = msg.replace("Expected `", "expected `").replace(" | null`", "`")
+    if msg.startswith("Invalid enum value"):
+        choices = _literal_choices(path)
+        if choices:
+            msg += f" (expected one of {', '.join(repr(c) for c in choices)})"
     if "(us|ms|s|m|h)" in msg:
         msg = "expected a duration like \"250ms\", \"30s\", \"5m30s\" (units us, ms, s, m, h)"
     elif "matching regex" in msg:
         msg = "expected a lowercase name (letters, digits, '-' and '_')"
     return path, msg
+
+
+def _literal_choices(path: str) -> tuple | None:
+    """The allowed values of the Literal field at ``path`` (``$.workloads[0].strategy``)."""
+    t: Any = msgspec.inspect.type_info(Scenario)
+    for seg in re.findall(r"\.(\w+)|\[\d+\]", path):
+        while isinstance(t, msgspec.inspect.UnionType):
+            t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+        if isinstance(t, msgspec.inspect.ListType):
+            t = t.item_type
+        if not seg:
+            continue
+        if not isinstance(t, msgspec.inspect.StructType):
+            return None
+        field = next((f for f in t.fields if f.name == seg), None)
+        if field is None:
+            return None
+        t = field.type
+    while isinstance(t, msgspec.inspect.UnionType):
+        t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+    return tuple(t.values) if isinstance(t, msgspec.inspect.LiteralType) else None
 
 
 def _find(doc: Any, seg: str, path: str) -> tuple[Any, Any]:

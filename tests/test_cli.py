@@ -26,6 +26,7 @@ def test_check_job_ok_and_bad(tmp_path, capsys):
     assert "ok (POST https://api.stripe.com" in out and '"method": "POST"' in out
     assert main(["check-job", str(good), str(bad), str(broken), str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"{bad}: $.retry_policy.max_retries: must be between 0 and 100, got -1"
-    assert err[1].startswith(f"{broken}: not JSON")
-    assert err[2].startswith(f"{tmp_path / 'none'}: cannot read")
+    assert err[0] == (f"apidam: {bad}: $.retry_policy.max_retries: "
+                      "must be between 0 and 100, got -1")
+    assert err[1].startswith(f"apidam: {broken}: not JSON")
+    assert err[2].startswith(f"apidam: {tmp_path / 'none'}: cannot read")

@@ -1,0 +1,73 @@
+"""Small harnesses for testing world actors in a bare kernel."""
+
+from __future__ import annotations
+
+import msgspec
+
+from sim.kernel import Actor, Kernel, spawn_rngs
+from sim.metrics import Metrics
+from sim.scenario import Receiver as ReceiverCfg
+from sim.scenario import Upstream as UpstreamCfg
+from sim.world import Receiver, Upstream
+
+REGIONS = ["iad", "lax", "client"]
+
+
+class Probe(Actor):
+    """Sends scripted requests at given times; records every answer with its arrival time."""
+
+    name = "probe"
+
+    def __init__(self, target_of, script):
+        self.target_of = target_of
+        self.script = script  # list of (at, msg_without_reply_to)
+        self.answers: list[tuple[int, tuple]] = []
+
+    def start(self, now):
+        for at, msg in self.script:
+            self.send(self.id, at, ("go", msg))
+
+    def handle(self, msg, now):
+        if msg[0] == "go":
+            inner = msg[1]
+            self.send(self.target_of(), now + 1000, (inner[0], self.id, *inner[1:]))
+        else:
+            self.answers.append((now, msg))
+
+
+def upstream_cfg(**kw) -> UpstreamCfg:
+    base = {"name": "u", "url": "https://u.example"}
+    base.update(kw)
+    return msgspec.convert(base, UpstreamCfg)
+
+
+def receiver_cfg(**kw) -> ReceiverCfg:
+    base = {"name": "r", "url": "https://r.example"}
+    base.update(kw)
+    return msgspec.convert(base, ReceiverCfg)
+
+
+def run_upstream(cfg: UpstreamCfg, requests, *, until=10**9, dam_senders=(), seed=0):
+    """requests: list of (at, logical, region_idx, timeout_us, idem, workload)."""
+    metrics = Metrics(["w0", "w1"], ["https://u.example"], 10**9)
+    k = Kernel()
+    up = Upstream("u", "https://u.example", cfg, REGIONS, metrics, set(dam_senders), 1000)
+    script = [(at, ("req", i, logical, region, at + 1000 + timeout, idem, 100, w))
+              for i, (at, logical, region, timeout, idem, w) in enumerate(requests)]
+    probe = Probe(lambda: up.id, script)
+    k.add([probe, up], spawn_rngs(seed, 2))
+    k.start()
+    k.run(until)
+    return probe, up, metrics
+
+
+def run_receiver(cfg: ReceiverCfg, times, *, timeout=5_000_000, seed=0):
+    metrics = Metrics(["w0"], [], 10**9)
+    k = Kernel()
+    rc = Receiver("r", cfg, REGIONS, metrics, 1000)
+    script = [(at, ("hook", i, 0, at + 1000 + timeout)) for i, at in enumerate(times)]
+    probe = Probe(lambda: rc.id, script)
+    k.add([probe, rc], spawn_rngs(seed, 2))
+    k.start()
+    k.run(10**10)
+    return probe, rc

@@ -1,0 +1,137 @@
+"""Scenario files: validation with exact paths, overrides, durations."""
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.scenario import ScenarioError, apply_override, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
+BASE = {
+    "name": "t", "duration": "10s",
+    "upstreams": [{"name": "api", "url": "https://api.example"}],
+    "receivers": [{"name": "app", "url": "https://app.example"}],
+    "workloads": [{"name": "w", "upstream": "api", "strategy": "performance",
+                   "step": {"webhooks": [{"url": "https://app.example/h"}]}}],
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_scenarios_validate(path):
+    sc = load_scenario(path)
+    assert sc.name == path.stem
+
+
+def test_at_least_the_six_required_scenarios_ship():
+    names = {p.stem for p in SHIPPED}
+    assert {"stripe-5min-outage", "payment-processor-15min", "openai-429-storm", "region-down",
+            "webhook-receiver-flapping", "race-vs-fallback"} <= names
+
+
+def bad(edit):
+    doc = copy.deepcopy(BASE)
+    edit(doc)
+    return doc
+
+
+BAD = [
+    ("missing_duration", lambda d: d.pop("duration"), "$.duration", "required"),
+    ("bad_duration", lambda d: d.update(duration="10 seconds"), "$.duration", "duration like"),
+    ("unknown_top_field", lambda d: d.update(colour="blue"), "$.colour", "unknown field"),
+    ("negative_rate", lambda d: d["workloads"][0].update(arrivals={"rate": -1.0}),
+     "$.workloads[0].arrivals.rate", ">= 0"),
+    ("rate_as_string", lambda d: d["workloads"][0].update(arrivals={"rate": "fast"}),
+     "$.workloads[0].arrivals.rate", "expected `float`"),
+    ("unknown_upstream_ref", lambda d: d["workloads"][0].update(upstream="nope"),
+     "$.workloads[0].upstream", "no upstream named"),
+    ("unknown_strategy", lambda d: d["workloads"][0].update(strategy="yolo"),
+     "$.workloads[0].strategy", "expected one of"),
+    ("bad_status_key", lambda d: d["upstreams"][0].update(
+        outages=[{"start": "1s", "end": "2s", "statuses": {"abc": 1.0}}]),
+     "$.upstreams[0].outages[0].statuses.abc", "HTTP statuses"),
+    ("outage_end_before_start", lambda d: d["upstreams"][0].update(
+        outages=[{"start": "5s", "end": "2s"}]), "$.upstreams[0].outages[0].end", "after start"),
+    ("bad_outage_mode", lambda d: d["upstreams"][0].update(
+        outages=[{"start": "1s", "end": "2s", "mode": "meltdown"}]),
+     "$.upstreams[0].outages[0].mode", "expected one of"),
+    ("bad_upstream_url", lambda d: d["upstreams"][0].update(url="ftp://x"),
+     "$.upstreams[0].url", "http or https"),
+    ("step_bad_field", lambda d: d["workloads"][0]["step"].update(webhook_quorum=5),
+     "$.workloads[0].step.webhook_quorum", "exceeds"),
+    ("step_unknown_region", lambda d: d["workloads"][0]["step"].update(regions=["mars"]),
+     "$.workloads[0].step.regions", "not a dam region"),
+    ("webhook_without_receiver", lambda d: d["workloads"][0]["step"].update(
+        webhooks=[{"url": "https://nobody.example/h"}]),
+     "$.workloads[0].step.webhooks[0].url", "no receiver"),
+    ("zero_link", lambda d: d.update(network={"intra_region": "0ms"}),
+     "$.network.intra_region", "> 0"),
+    ("region_outage_unknown_region", lambda d: d.update(
+        dam={"outages": [{"region": "lax", "start": "1s", "end": "2s"}]}),
+     "$.dam.outages[0].region", "not one of"),
+    ("bad_backoff_kind", lambda d: d["workloads"][0].update(
+        diy={"backoff": {"kind": "fibonacci"}}), "$.workloads[0].diy.backoff.kind",
+     "expected one of"),
+    ("duplicate_workload", lambda d: d["workloads"].append(copy.deepcopy(d["workloads"][0])),
+     "$.workloads", "unique"),
+    ("bad_name", lambda d: d["workloads"][0].update(name="Has Spaces"),
+     "$.workloads[0].name", "lowercase name"),
+    ("short_secret", lambda d: d.update(dam={"webhook_secret": "short"}),
+     "$.dam.webhook_secret", "16 characters"),
+    ("network_pair", lambda d: d.update(network={"regions": {"iad-mars": "5ms"}}),
+     "$.network.regions.iad-mars", "expected 'a-b'"),
+]
+
+
+@pytest.mark.parametrize("name,edit,path,reason", BAD, ids=[b[0] for b in BAD])
+def test_bad_scenarios_name_the_path(name, edit, path, reason):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(bad(edit))
+    assert info.value.path == path, str(info.value)
+    assert reason in info.value.reason, str(info.value)
+
+
+def test_overrides_by_name_and_index_and_typed_values():
+    doc = copy.deepcopy(BASE)
+    apply_override(doc, "workloads.w.arrivals.rate=500")
+    apply_override(doc, "upstreams.0.servers=7")
+    apply_override(doc, 'duration="1m"')
+    apply_override(doc, "dam.limiter.rate=12.5")
+    sc = load_scenario(doc)
+    assert sc.workloads[0].arrivals.rate == 500.0 and sc.upstreams[0].servers == 7
+    assert sc.duration == "1m" and sc.dam.limiter.rate == 12.5
+    with pytest.raises(ScenarioError, match="no item named"):
+        apply_override(copy.deepcopy(BASE), "workloads.zzz.arrivals.rate=1")
+    with pytest.raises(ScenarioError, match="path=value"):
+        apply_override(copy.deepcopy(BASE), "workloads")
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario(tmp_path / "missing.toml")
+    p = tmp_path / "broken.toml"
+    p.write_text("name = [unclosed")
+    with pytest.raises(ScenarioError, match="invalid TOML"):
+        load_scenario(p)
+
+
+def test_cli_validate_and_run_bad_input_exit_2_with_one_line(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('name = "x"\nduration = "forever"\n[[upstreams]]\nname="a"\nurl="https://a.b"\n'
+                 '[[workloads]]\nname="w"\nupstream="a"\n')
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "$.duration: expected a duration" in err[0]
+    assert main(["run", str(p)]) == 2
+    assert main(["run", str(ROOT / "scenarios" / "region-down.toml"), "--set",
+                 "workloads.nope.arrivals.rate=1"]) == 2
+    assert "no item named 'nope'" in capsys.readouterr().err
+    assert main(["run", "--bogus-flag"]) == 2
+
+
+def test_shipped_files_are_plain_toml():
+    for p in SHIPPED:
+        tomllib.loads(p.read_text())

@@ -1,0 +1,108 @@
+"""System tests on the shipped scenarios (shortened): golden trace hashes, determinism, and the
+invariants every run must keep."""
+
+import json
+
+import pytest
+from shortened import SHORT, path
+
+from sim.cli import main
+from sim.runtime.local import run_local
+from sim.scenario import load_scenario
+
+# Pinned behaviour. A change here means the simulation's behaviour changed: update it only on
+# purpose, and say why in the commit.
+GOLDEN = {
+    "stripe-5min-outage": "b0ce8be11c4cbfbb243b953110e2b894",
+    "payment-processor-15min": "a99fc076a793614631d10ca564ae7d36",
+    "openai-429-storm": "562e73e037d8c045a79c0c1e497549de",
+    "region-down": "fd55eb44c3f9ee0bc3b11b96ed26cd60",
+    "webhook-receiver-flapping": "56e6456278219083b9962777b2e5eaac",
+    "race-vs-fallback": "ea56ece1f5ed800a5a0d5731e555d1c8",
+}
+
+_cache: dict = {}
+
+
+def run(name):
+    if name not in _cache:
+        _cache[name] = run_local(load_scenario(path(name), SHORT[name]))
+    return _cache[name]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_trace_hash(name):
+    assert run(name).trace_hash == GOLDEN[name], f"new hash {run(name).trace_hash}"
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_every_job_is_accounted_for_and_dam_attempts_never_exceed_permits(name):
+    s = run(name).summary
+    for w in s["workloads"].values():
+        assert w["jobs"] == w["succeeded"] + w["failed"] + w["pending"] + w["deduped"]
+        assert w["pending"] >= 0
+        assert w["webhooks"]["delivered"] + w["webhooks"]["undelivered"] <= \
+            w["succeeded"] + w["failed"]
+    for d in s["domains"].values():
+        assert d["attempts"] <= d["permits"]
+
+
+def test_same_seed_same_hash_and_another_seed_differs():
+    name = "region-down"
+    again = run_local(load_scenario(path(name), SHORT[name]))
+    assert again.trace_hash == run(name).trace_hash
+    assert again.summary["workloads"] == run(name).summary["workloads"]
+    other = run_local(load_scenario(path(name), [*SHORT[name], "seed=99"]))
+    assert other.trace_hash != again.trace_hash
+
+
+def test_stripe_outage_shows_the_retry_storm_and_the_dam_keeps_its_pace():
+    s = run("stripe-5min-outage").summary
+    immediate = run("stripe-5min-outage").arrays["attempts_per_s"][0]
+    offered = 100  # per second, in the shortened scenario
+    assert immediate[11:29].max() >= 3 * offered  # several times the offered load
+    assert s["workloads"]["diy-immediate"]["amplification"] > 2
+    stripe = s["domains"]["https://api.stripe.com"]
+    assert stripe["max_rate_1s"] <= 1200  # never above the advertised X-EZTHROTTLE-RPS
+    assert s["workloads"]["dam-performance"]["failed"] == 0
+    partner = s["domains"]["https://api.partner.example"]
+    assert partner["max_rate_1s"] <= 2 and partner["backlog_max"] > 10  # the 2 req/s default
+
+
+def test_region_down_recovers_jobs_and_strict_jobs_fail():
+    s = run("region-down").summary
+    assert s["recovered_jobs"] > 0 and s["dropped_messages"] > 0
+    assert s["workloads"]["lax-fallback"]["failed"] == 0
+    assert s["workloads"]["lax-strict"]["failed"] > 0
+
+
+def test_race_cuts_the_tail_and_pays_with_duplicates():
+    w = run("race-vs-fallback").summary["workloads"]
+    assert w["race-3"]["latency_ms"]["p99"] < w["single-region"]["latency_ms"]["p99"]
+    assert w["race-3"]["duplicate_executions"] > 0 and w["single-region"][
+        "duplicate_executions"] == 0
+    assert 1.0 < w["hedge-150ms"]["amplification"] < w["race-3"]["amplification"]
+
+
+def test_cli_run_writes_summary_series_and_plots(tmp_path, capsys):
+    out = tmp_path / "out"
+    trace = tmp_path / "trace.msgpack"
+    sets = [arg for o in SHORT["openai-429-storm"] for arg in ("--set", o)]
+    code = main(["run", str(path("openai-429-storm")), *sets,
+                 "--out", str(out), "--trace", str(trace), "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("scenario", "seed", "backend", "trace_hash", "events", "sim_seconds",
+                "wall_seconds"):
+        assert key in summary
+    w = summary["workloads"]["dam-performance"]
+    for key in ("jobs", "deduped", "succeeded", "failed", "pending", "upstream_attempts",
+                "amplification", "duplicate_executions", "latency_ms", "webhooks",
+                "egress_bytes", "cost_usd"):
+        assert key in w
+    assert set(w["latency_ms"]) == {"p50", "p90", "p99", "p999"}
+    for key in ("permits", "attempts", "max_rate_1s", "backlog_max"):
+        assert key in summary["domains"]["https://api.openai.com"]
+    for f in ("series.msgpack", "attempts_per_s.png", "latency_cdf.png", "backlog.png"):
+        assert (out / f).stat().st_size > 0
+    assert trace.stat().st_size > 0 and summary["trace_hash"] == GOLDEN["openai-429-storm"]

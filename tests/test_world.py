@@ -1,0 +1,121 @@
+"""World models: upstream outages, rate limits, capacity, latency, ledger; receivers."""
+
+import numpy as np
+import pytest
+from simkit import receiver_cfg, run_receiver, run_upstream, upstream_cfg
+
+from sim.scenario import parse_duration
+
+S = 1_000_000
+MS = 1000
+
+
+def statuses(probe):
+    return [m[2] if m[2] is not None else m[3] for _, m in sorted(probe.answers,
+                                                                   key=lambda a: a[1][1])]
+
+
+def test_healthy_upstream_answers_200_with_lognormal_latency_and_headers():
+    cfg = upstream_cfg(latency={"median": "100ms", "p99": "400ms"}, servers=1000,
+                       advertise={"rps": 50.0, "max_concurrent": 7})
+    reqs = [(i * 10 * MS, i, 0, 30 * S, False, 0) for i in range(3000)]
+    probe, _, m = run_upstream(cfg, reqs)
+    assert set(statuses(probe)) == {200}
+    lat = np.array([t - (msg[1] * 10 * MS + MS) for t, msg in probe.answers])
+    assert 85 * MS < np.median(lat) < 115 * MS
+    assert 300 * MS < np.percentile(lat, 99) < 550 * MS
+    assert probe.answers[0][1][5] == {"x-ezthrottle-rps": "50.0",
+                                      "x-ezthrottle-max-concurrent": "7"}
+    assert m.count["upstream_attempts"][0] == 3000
+
+
+def test_error_outage_with_status_mix_and_regions():
+    cfg = upstream_cfg(outages=[{"start": "1s", "end": "2s", "mode": "error",
+                                 "statuses": {"503": 3.0, "500": 1.0}, "regions": ["iad"]}])
+    reqs = [(1 * S + i * MS, i, 0, 10 * S, False, 0) for i in range(400)]
+    reqs += [(1 * S + i * MS, 1000 + i, 1, 10 * S, False, 1) for i in range(100)]  # from lax
+    probe, _, _ = run_upstream(cfg, reqs)
+    got = statuses(probe)
+    iad, lax = got[:400], got[400:]
+    assert set(iad) == {503, 500} and 0.65 < iad.count(503) / 400 < 0.85
+    assert set(lax) == {200}
+
+
+def test_blackhole_times_out_at_the_deadline_and_executes_nothing():
+    cfg = upstream_cfg(outages=[{"start": "0s", "end": "10s", "mode": "blackhole"}])
+    probe, up, _ = run_upstream(cfg, [(0, 1, 0, 2 * S, False, 0)])
+    (t, msg), = probe.answers
+    assert msg[2] is None and msg[3] == "timeout" and t == 2 * S + 1000
+    assert up.ledger == {}
+
+
+def test_slow_mode_multiplies_latency_and_times_out_but_still_executes():
+    cfg = upstream_cfg(latency={"median": "100ms", "p99": "100ms"},
+                       outages=[{"start": "0s", "end": "10s", "mode": "slow", "factor": 50.0}])
+    probe, up, _ = run_upstream(cfg, [(0, 7, 0, 1 * S, False, 0)])
+    (_, msg), = probe.answers
+    assert msg[3] == "timeout" and up.ledger == {7: 1}  # the work happened anyway
+
+
+def test_partial_outage_fraction():
+    cfg = upstream_cfg(outages=[{"start": "0s", "end": "100s", "mode": "partial",
+                                 "fraction": 0.25, "statuses": {"502": 1.0}}], servers=5000)
+    probe, _, _ = run_upstream(cfg, [(i * MS, i, 0, 30 * S, False, 0) for i in range(4000)])
+    got = statuses(probe)
+    assert set(got) == {200, 502} and 0.21 < got.count(502) / 4000 < 0.29
+
+
+def test_own_rate_limit_answers_429_with_retry_after():
+    cfg = upstream_cfg(rate_limit=10.0, rate_burst=5)
+    probe, _, _ = run_upstream(cfg, [(0, i, 0, 10 * S, False, 0) for i in range(20)])
+    got = statuses(probe)
+    assert got.count(200) == 5 and got.count(429) == 15
+    ra = [msg[4] for _, msg in probe.answers if msg[2] == 429]
+    assert min(ra) >= S  # Retry-After: at least one second, in µs
+
+
+def test_capacity_queues_then_sheds_with_503():
+    cfg = upstream_cfg(servers=2, service="1s", queue=3,
+                       latency={"median": "10ms", "p99": "10ms"})
+    probe, _, _ = run_upstream(cfg, [(0, i, 0, 60 * S, False, 0) for i in range(10)])
+    got = statuses(probe)
+    assert got.count(200) == 5 and got.count(503) == 5  # 2 in service + 3 waiting
+    ok_times = sorted(t for t, msg in probe.answers if msg[2] == 200)
+    assert ok_times[-1] > ok_times[0] + 500 * MS  # queueing delay shows up as latency
+
+
+def test_ledger_counts_duplicates_unless_idempotency_key_is_honoured():
+    plain = upstream_cfg(idempotency=False)
+    _, up, m = run_upstream(plain, [(0, 1, 0, 10 * S, True, 0), (S, 1, 0, 10 * S, True, 0)])
+    assert up.ledger == {1: 2} and m.count["duplicates"][0] == 1
+    honours = upstream_cfg(idempotency=True)
+    _, up, m = run_upstream(honours, [(0, 1, 0, 10 * S, True, 0), (S, 1, 0, 10 * S, True, 0)])
+    assert up.ledger == {1: 1} and m.count["duplicates"][0] == 0
+    # a request without the key is executed even if a keyed one ran
+    _, up, m = run_upstream(honours, [(0, 1, 0, 10 * S, True, 0), (S, 1, 0, 10 * S, False, 0)])
+    assert m.count["duplicates"][0] == 1
+
+
+def test_dam_attempts_are_told_apart_from_client_attempts():
+    cfg = upstream_cfg()
+    _, _, m = run_upstream(cfg, [(0, 1, 0, S, False, 0)], dam_senders={0})
+    assert m.count["dam_attempts"][0] == 1
+
+
+def test_receiver_latency_outages_and_timeouts():
+    cfg = receiver_cfg(latency={"median": "30ms", "p99": "30ms"},
+                       outages=[{"start": "1s", "end": "2s", "mode": "error",
+                                 "statuses": {"503": 1.0}},
+                                {"start": "3s", "end": "4s", "mode": "blackhole"}])
+    probe, rc = run_receiver(cfg, [0, int(1.5 * S), int(3.5 * S)], timeout=S)
+    ans = {msg[1]: (t, msg) for t, msg in probe.answers}
+    assert ans[0][1][2] == 200 and abs(ans[0][0] - 31 * MS) <= MS
+    assert ans[1][1][2] == 503
+    assert ans[2][1][2] is None and ans[2][1][3] == "timeout"
+    assert rc.received == 3
+
+
+@pytest.mark.parametrize("text,us", [("250ms", 250_000), ("5m30s", 330 * S), ("1.5s", 1_500_000),
+                                     ("500us", 500), ("2h", 7200 * S)])
+def test_parse_duration(text, us):
+    assert parse_duration(text) == us
