@@ -205,7 +205,7 @@ class JobMachine:
             self._fire_arm(0, now)
 
     def _decided(self) -> bool:
-        return self.status in ("succeeded", "failed", "delivering", "delivered", "undelivered")
+        return self.succeeded is not None
 
     def _fire_arm(self, k: int, now: int) -> None:
         arm = self.arms[k]

@@ -355,6 +355,9 @@ class LimiterActor(Actor):
             _, region, job_id, branch = msg
             if region in self.down:
                 return
+            if not self.queue and self.limiter.acquire(now) == GRANTED:  # fast path
+                self._grant(region, job_id, branch, now)
+                return
             self.pending[(job_id, branch)] = region
             self.queue.append((region, job_id, branch))
             self._drain(now)
@@ -399,16 +402,20 @@ class LimiterActor(Actor):
             if r == GRANTED:
                 q.popleft()
                 del pending[key]
-                self.held[region] = self.held.get(region, 0) + 1
-                self.metrics.permit(self.d, now, len(q))
-                self.send(region, now + self.topo.region_lat_from_gateway[region],
-                          ("grant", job_id, branch, self.d))
+                self._grant(region, job_id, branch, now)
             else:
                 if r != BLOCKED and (self.wake_at is None or r < self.wake_at):
                     self.wake_at = r
                     self.send(self.id, r, ("wake",))
                 break
         self.metrics.backlog(self.d, now, len(q))
+
+
+    def _grant(self, region: int, job_id: str, branch: int, now: int) -> None:
+        self.held[region] = self.held.get(region, 0) + 1
+        self.metrics.permit(self.d, now, len(self.queue))
+        self.send(region, now + self.topo.region_lat_from_gateway[region],
+                  ("grant", job_id, branch, self.d))
 
 
 class Dispatcher(Actor):
