@@ -32,9 +32,11 @@ def _err(msg: str) -> None:
 class _Progress:
     """A rich progress bar over virtual time, shown once a run has taken ~2 s."""
 
-    def __init__(self, enabled: bool, label: str) -> None:
+    def __init__(self, enabled: bool, label: str, unit: str = "s simulated") -> None:
         self.enabled = enabled
         self.label = label
+        self.unit = unit
+        self.scale = 1e6 if unit == "s simulated" else 1
         self.t0 = time.perf_counter()
         self.bar = None
         self.task = None
@@ -48,12 +50,12 @@ class _Progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                TextColumn("{task.completed:.0f}/{task.total:.0f} s simulated"),
+                                TextColumn("{task.completed:.0f}/{task.total:.0f} " + self.unit),
                                 TimeElapsedColumn(), console=Console(stderr=True),
                                 transient=True)
             self.bar.start()
-            self.task = self.bar.add_task(self.label, total=horizon / 1e6)
-        self.bar.update(self.task, completed=t / 1e6)
+            self.task = self.bar.add_task(self.label, total=horizon / self.scale)
+        self.bar.update(self.task, completed=t / self.scale)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -119,6 +121,56 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     print_summary(result, console)
     console.print("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .sweep import parse_grid, run_sweep, summarize_sweep, write_sweep
+
+    path = _resolve(args.scenario)
+    if args.seeds < 1:
+        _err("--seeds must be >= 1")
+        return EXIT_USAGE
+    try:
+        grid = parse_grid(args.grid or [])
+        progress = _Progress(not args.quiet, "sweep", unit="runs")
+        result = run_sweep(str(path), grid, args.seeds, backend=args.backend,
+                           address=args.ray_address, extra=list(args.set or []),
+                           progress=progress)
+    except ScenarioError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except Exception:  # a crash inside a run is reported (exit 1), not re-raised
+        _err("the sweep failed with an internal error:")
+        traceback.print_exc()
+        return EXIT_FAILED
+    progress.close()
+    out = Path(args.out) if args.out else Path("out") / f"sweep-{result['scenario']}"
+    files = write_sweep(result, out)
+    console = Console(quiet=args.quiet)
+    if not console.is_terminal:
+        console = Console(quiet=args.quiet, width=200)
+    keys = list(result["grid"])
+    t = Table(title=f"{result['scenario']}: {result['runs']} runs "
+                    f"({result['runs_per_minute']} runs/min), mean ± 95% interval over seeds",
+              header_style="bold")
+    for col in (*keys, "workload", "success", "amplification", "peak/s", "p99 ms"):
+        t.add_column(col, justify="left" if col in (*keys, "workload") else "right")
+
+    def fmt(e, m, digits):
+        v, h = e[m], e[f"{m}_ci95"]
+        if v is None:
+            return "-"
+        return f"{v:.{digits}f}" + (f" ± {h:.{digits}f}" if h is not None else "")
+
+    for e in summarize_sweep(result):
+        t.add_row(*(str(e[k]) for k in keys), e["workload"], fmt(e, "success_rate", 3),
+                  fmt(e, "amplification", 2), fmt(e, "peak_attempts_per_s", 0),
+                  fmt(e, "p99_ms", 0))
+    console.print(t)
+    console.print("wrote " + ", ".join(str(f) for f in files))
     return EXIT_OK
 
 
@@ -198,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placement", default="default",
                    help="how actors are grouped onto Ray actors: default, single, per-actor")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sweep", help="run a grid of overrides x seeds",
+                       description="Run the cartesian product of --grid values, each with "
+                                   "--seeds seeds; write sweep.json and sweep.csv.")
+    p.add_argument("scenario")
+    p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
+                   help="a field and its values, e.g. dam.limiter.rate=2,10,50")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per grid point (default 3)")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE",
+                   help="a fixed override applied to every run")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--ray-address", metavar="ADDR")
+    p.add_argument("--out", metavar="DIR", help="output directory (default out/sweep-<name>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("validate", help="validate scenario files",
                        description="Validate scenarios; one line per problem, exit 2 if any.")

@@ -68,9 +68,10 @@ class Actor:
 class Kernel:
     """A tiny discrete-event kernel (SimPy's core, without processes)."""
 
-    __slots__ = ("_trace_block", "actors", "events", "hasher", "heap", "now", "trace_sink")
+    __slots__ = ("_trace_block", "actors", "events", "hash_trace", "hasher", "heap", "now",
+                 "trace_sink")
 
-    def __init__(self, trace_sink: list | None = None) -> None:
+    def __init__(self, trace_sink: list | None = None, hash_trace: bool = True) -> None:
         self.heap: list = []
         self.actors: list[Actor] = []
         self.now = 0
@@ -78,6 +79,7 @@ class Kernel:
         self.hasher = hashlib.blake2b(digest_size=16)
         self._trace_block: list[int] = []
         self.trace_sink = trace_sink
+        self.hash_trace = hash_trace  # False: keys are collected for a coordinator instead
 
     def add(self, actors: Sequence[Actor], rngs: Sequence[np.random.Generator],
             push: Callable[[tuple], None] | None = None) -> None:
@@ -112,7 +114,7 @@ class Kernel:
                              target, msg[0]))
             actors[target].handle(msg, now)
             n += 1
-            if len(block) >= _TRACE_BLOCK:
+            if len(block) >= _TRACE_BLOCK and self.hash_trace:
                 self._flush(final=False)
         self.events += n
         return n
@@ -127,6 +129,12 @@ class Kernel:
         if final and block:
             self.hasher.update(str(block).encode())
             block.clear()
+
+    def take_keys(self) -> list[int]:
+        """The keys delivered since the last call (when ``hash_trace`` is off)."""
+        keys = self._trace_block
+        self._trace_block = []
+        return keys
 
     def trace_hash(self) -> str:
         self._flush(final=True)

@@ -1,0 +1,171 @@
+"""Sweeps: a grid of scenario overrides × seeds, each run an independent local-runtime run.
+
+``--backend ray`` runs each grid point as a Ray task (a cluster adds throughput); ``local`` runs
+them in this process, one after the other. Results: one row per run (``sweep.csv``,
+``sweep.json``) and a table grouped by the grid keys with the mean and a 95 % interval
+(Student's t) over seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .scenario import ScenarioError, load_scenario
+
+__all__ = ["parse_grid", "run_sweep", "summarize_sweep"]
+
+METRICS = ("success_rate", "amplification", "peak_attempts_per_s", "duplicate_executions",
+           "p50_ms", "p99_ms", "cost_usd")
+# two-sided 95 % Student t quantiles, by degrees of freedom
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def _t95(df: int) -> float:
+    if df in _T95:
+        return _T95[df]
+    keys = sorted(_T95)
+    for k in keys:
+        if df < k:
+            return _T95[k]
+    return 1.96
+
+
+def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """``["a.b=1,2", "c=x,y"]`` → ``[("a.b", ["1", "2"]), ("c", ["x", "y"])]``."""
+    grid = []
+    for spec in specs:
+        if "=" not in spec:
+            raise ScenarioError("--grid", f"expected path=v1,v2,..., got {spec!r}")
+        path, values = spec.split("=", 1)
+        vals = [v for v in values.split(",") if v != ""]
+        if not path or not vals:
+            raise ScenarioError("--grid", f"expected path=v1,v2,..., got {spec!r}")
+        grid.append((path.strip(), vals))
+    return grid
+
+
+def _row(point: dict, seed: int, summary: dict) -> list[dict]:
+    rows = []
+    for name, w in summary["workloads"].items():
+        done = w["succeeded"] + w["failed"]
+        rows.append({
+            **point, "seed": seed, "workload": name, "strategy": w["strategy"],
+            "jobs": w["jobs"],
+            "success_rate": round(w["succeeded"] / done, 6) if done else None,
+            "amplification": w["amplification"],
+            "peak_attempts_per_s": w["peak_attempts_per_s"],
+            "duplicate_executions": w["duplicate_executions"],
+            "p50_ms": w["latency_ms"]["p50"], "p99_ms": w["latency_ms"]["p99"],
+            "cost_usd": w["cost_usd"], "trace_hash": summary["trace_hash"],
+        })
+    return rows
+
+
+def _one(source: str, overrides: list[str], base_dir: str | None) -> dict:
+    from .runtime.local import run_local
+
+    sc = load_scenario(source, overrides)
+    return run_local(sc, base_dir=Path(base_dir) if base_dir else None).summary
+
+
+def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
+              backend: str = "local", address: str | None = None, base_seed: int | None = None,
+              extra: list[str] = (),
+              progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run every grid point × seed; returns ``{"runs": [...], "rows": [...], ...}``."""
+    keys = [k for k, _ in grid]
+    points = [dict(zip(keys, combo, strict=True))
+              for combo in itertools.product(*(v for _, v in grid))] or [{}]
+    first = load_scenario(source, list(extra))  # validates the file and the base overrides
+    seed0 = first.seed if base_seed is None else base_seed
+    jobs = []
+    for point in points:
+        for i in range(seeds):
+            overrides = [*extra, *(f"{k}={v}" for k, v in point.items()), f"seed={seed0 + i}"]
+            load_scenario(source, overrides)  # fail fast, before any run, on a bad value
+            jobs.append((point, seed0 + i, overrides))
+    base_dir = str(Path(source).parent)
+    t0 = time.perf_counter()
+    summaries: list[dict] = []
+    if backend == "local":
+        for n, (_, _, ov) in enumerate(jobs):
+            summaries.append(_one(source, ov, base_dir))
+            if progress:
+                progress(n + 1, len(jobs))
+    else:
+        import ray
+
+        from .runtime.ray import _init_ray
+
+        started = _init_ray(address)
+        try:
+            task = ray.remote(num_cpus=1)(_one)
+            refs = [task.remote(source, ov, base_dir) for _, _, ov in jobs]
+            index = {ref: i for i, ref in enumerate(refs)}
+            results: list[dict | None] = [None] * len(refs)
+            remaining = list(refs)
+            while remaining:
+                ready, remaining = ray.wait(remaining, num_returns=1)
+                for ref in ready:
+                    results[index[ref]] = ray.get(ref)
+                if progress:
+                    progress(len(refs) - len(remaining), len(refs))
+            summaries = [r for r in results if r is not None]
+        finally:
+            if started:
+                ray.shutdown()
+    wall = time.perf_counter() - t0
+    rows = []
+    for (point, seed, _), summary in zip(jobs, summaries, strict=True):
+        rows.extend(_row(point, seed, summary))
+    return {"scenario": first.name, "grid": dict(grid), "seeds": seeds, "backend": backend,
+            "runs": len(jobs), "wall_seconds": round(wall, 3),
+            "runs_per_minute": round(len(jobs) / wall * 60, 2) if wall else None,
+            "rows": rows}
+
+
+def summarize_sweep(result: dict) -> list[dict]:
+    """Mean and 95 % interval half-width per (grid point, workload) over seeds."""
+    keys = list(result["grid"])
+    groups: dict[tuple, list[dict]] = {}
+    for row in result["rows"]:
+        groups.setdefault((*(row[k] for k in keys), row["workload"]), []).append(row)
+    out = []
+    for gkey, rows in groups.items():
+        entry = dict(zip([*keys, "workload"], gkey, strict=True))
+        entry["runs"] = len(rows)
+        for m in METRICS:
+            vals = [r[m] for r in rows if r[m] is not None]
+            if not vals:
+                entry[m] = entry[f"{m}_ci95"] = None
+                continue
+            mean = sum(vals) / len(vals)
+            if len(vals) > 1:
+                sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+                half = _t95(len(vals) - 1) * sd / math.sqrt(len(vals))
+            else:
+                half = None
+            entry[m] = mean
+            entry[f"{m}_ci95"] = half
+        out.append(entry)
+    return out
+
+
+def write_sweep(result: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "sweep.json", out / "sweep.csv"]
+    files[0].write_text(json.dumps({**result, "summary": summarize_sweep(result)}, indent=2))
+    rows = result["rows"]
+    with files[1].open("w", newline="") as fh:
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return files

@@ -1,0 +1,84 @@
+"""The Ray runtime: identical results to the local runtime for every placement, a dying group
+ends the run with a clear message and partial results, and sweeps run as Ray tasks.
+
+One session-scoped ``ray.init`` (the ``ray_session`` fixture) serves every test here.
+"""
+
+import pytest
+from shortened import path
+
+from sim.cli import main
+from sim.runtime.local import run_local
+from sim.runtime.ray import RayRunError, run_ray
+from sim.scenario import load_scenario
+from sim.sweep import run_sweep
+
+# Small and sparse, so the conservative windows (lookahead 0.5 ms) stay few.
+TINY = {
+    "region-down": ['duration="6s"', 'drain="6s"', 'dam.outages.0.start="2s"',
+                    'dam.outages.0.end="4s"', "workloads.race-3-regions.arrivals.rate=4",
+                    "workloads.lax-fallback.arrivals.rate=4",
+                    "workloads.lax-strict.arrivals.rate=3"],
+    "stripe-5min-outage": ['duration="5s"', 'drain="20s"',
+                           'upstreams.stripe.outages.0.start="1s"',
+                           'upstreams.stripe.outages.0.end="3s"',
+                           "workloads.diy-immediate.arrivals.rate=3",
+                           "workloads.diy-backoff.arrivals.rate=3",
+                           "workloads.dam-performance.arrivals.rate=3",
+                           "workloads.dam-frugal.arrivals.rate=3"],
+    "webhook-receiver-flapping": ['duration="30s"', 'drain="2m"',
+                                  "workloads.orders.arrivals.rate=1"],
+}
+
+
+@pytest.fixture(scope="module")
+def locals_():
+    return {name: run_local(load_scenario(path(name), ov)) for name, ov in TINY.items()}
+
+
+@pytest.mark.parametrize("placement", ["default", "single", "per-actor"])
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_ray_equals_local(ray_session, locals_, name, placement):
+    sc = load_scenario(path(name), TINY[name])
+    r = run_ray(sc, placement=placement)
+    local = locals_[name]
+    assert r.trace_hash == local.trace_hash
+    assert r.summary["workloads"] == local.summary["workloads"]
+    assert r.summary["domains"] == local.summary["domains"]
+    assert r.summary["events"] == local.summary["events"]
+    assert r.summary["backend"] == "ray" and r.summary["ray"]["windows"] > 0
+
+
+def test_a_dying_group_ends_the_run_with_a_clear_message(ray_session):
+    import ray
+
+    sc = load_scenario(path("region-down"), TINY["region-down"])
+
+    def kill_world(window, ctx):
+        if window == 30:
+            ray.kill(ctx["workers"][ctx["groups"].index("world")])
+
+    with pytest.raises(RayRunError) as info:
+        run_ray(sc, on_window=kill_world)
+    msg = str(info.value)
+    assert "'world'" in msg and "died at virtual time" in msg
+    assert info.value.partial is not None
+    assert info.value.partial.summary["incomplete"] is True
+
+
+def test_sweep_on_ray_matches_local(ray_session):
+    src = str(path("webhook-receiver-flapping"))
+    grid = [("dam.webhook_timeout", ['"2s"', '"5s"'])]
+    extra = TINY["webhook-receiver-flapping"]
+    on_ray = run_sweep(src, grid, 1, backend="ray", extra=extra)
+    local = run_sweep(src, grid, 1, backend="local", extra=extra)
+    assert on_ray["runs"] == 2
+    assert [r["trace_hash"] for r in on_ray["rows"]] == [r["trace_hash"] for r in local["rows"]]
+
+
+def test_cli_run_on_ray(ray_session, tmp_path):
+    sets = [a for o in TINY["webhook-receiver-flapping"] for a in ("--set", o)]
+    assert main(["run", str(path("webhook-receiver-flapping")), *sets, "--backend", "ray",
+                 "--placement", "single", "--out", str(tmp_path), "--no-plots",
+                 "--quiet"]) == 0
+    assert (tmp_path / "summary.json").exists()
