@@ -1,11 +1,13 @@
-"""Engine decision cost: µs per job from `Submit` to the first dispatch command, and bytes per
-live JobMachine.
+"""Engine decision cost: µs per job from `Submit` to the first dispatch command, bytes per live
+JobMachine, and the peak RSS of a 1M-job simulation.
 
-    python benchmarks/engine_decisions.py [--jobs 100000]
+    python benchmarks/engine_decisions.py [--jobs 100000] [--rss-jobs 1000000]
 
 Two figures per payload shape: *routing* (JobMachine construction + the Submit event, up to its
 first AskPermit) and *intake* (parse_job + key derivation + dedupe-table insert + routing).
 Memory: tracemalloc of 10k live machines (submitted, waiting for permits), per machine.
+Peak RSS: a scenario of ``--rss-jobs`` PERFORMANCE jobs (2000/s, each with a webhook) runs in a
+fresh process; its ``ru_maxrss`` is the figure (bar: under 2 GB).
 Writes benchmarks/results/engine_decisions.json.
 """
 
@@ -15,6 +17,8 @@ import argparse
 import json
 import pathlib
 import platform
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -93,9 +97,38 @@ def memory_per_machine(payload: dict, n: int = 10_000, with_spec: bool = False) 
     return (after - before) / n
 
 
+RSS_CHILD = """
+import json, resource, sys, time
+from sim.runtime.local import run_local
+from sim.scenario import load_scenario
+jobs = int(sys.argv[1])
+rate = 2000.0
+doc = {"name": "million", "seed": 1, "duration": f"{jobs / rate:.0f}s", "drain": "2m",
+       "upstreams": [{"name": "api", "url": "https://api.example", "servers": 2000,
+                      "advertise": {"rps": 5000.0, "max_concurrent": 2000}}],
+       "receivers": [{"name": "app", "url": "https://app.example"}],
+       "workloads": [{"name": "w", "upstream": "api", "strategy": "performance",
+                      "arrivals": {"process": "constant", "rate": rate},
+                      "step": {"webhooks": [{"url": "https://app.example/h"}]}}]}
+t = time.perf_counter()
+r = run_local(load_scenario(doc))
+w = r.summary["workloads"]["w"]
+print(json.dumps({"jobs": w["jobs"], "succeeded": w["succeeded"], "events": r.summary["events"],
+                  "wall_s": time.perf_counter() - t,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak_rss(jobs: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(jobs)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=100_000)
+    ap.add_argument("--rss-jobs", type=int, default=1_000_000)
     args = ap.parse_args()
     rows = {}
     for name, payload in SHAPES.items():
@@ -111,10 +144,14 @@ def main() -> None:
         print(f"| {name} | {r['routing_us']['median']:.1f} | {r['routing_us']['p99']:.1f} | "
               f"{r['intake_us']['median']:.1f} | {r['intake_us']['p99']:.1f} | "
               f"{r['bytes_per_machine']:,.0f} | {r['bytes_per_job_with_spec']:,.0f} |")
+    rss = peak_rss(args.rss_jobs) if args.rss_jobs else None
+    if rss:
+        print(f"\n{rss['jobs']:,}-job simulation: peak RSS {rss['max_rss_mb']:,.0f} MB, "
+              f"{rss['events']:,} events in {rss['wall_s']:.1f} s (bar: under 2048 MB)")
     out = pathlib.Path(__file__).parent / "results" / "engine_decisions.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"jobs": args.jobs, "python": platform.python_version(),
-                               "shapes": rows}, indent=2))
+                               "shapes": rows, "million_job_run": rss}, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -50,13 +51,12 @@ class Actor:
             raise ValueError(f"at most {MAX_ACTORS} actors")
         self.id = actor_id
         self._origin = actor_id << ORIGIN_SHIFT
-        self._seq = 0
+        self._seq = itertools.count(1)
         self._push = push
         self.rng = rng
 
     def send(self, target: int, at: int, msg: tuple) -> None:
-        self._seq += 1
-        self._push(((at << TIME_SHIFT) | self._origin | self._seq, target, msg))
+        self._push(((at << TIME_SHIFT) | self._origin | next(self._seq), target, msg))
 
     def start(self, now: int) -> None:
         """Called once at time 0 before any message: schedule initial timers here."""
@@ -99,24 +99,32 @@ class Kernel:
         """Deliver every event with deliver time < ``until``; returns how many."""
         heap = self.heap
         pop = heapq.heappop
-        actors = self.actors
+        handlers = [a.handle for a in self.actors]
         block = self._trace_block
+        append = block.append
         sink = self.trace_sink
         limit = until << TIME_SHIFT
-        n = 0
-        while heap and heap[0][0] < limit:
-            key, target, msg = pop(heap)
-            now = key >> TIME_SHIFT
-            self.now = now
-            block.append(key)
-            if sink is not None:
+        before = len(block)
+        key = -1
+        if sink is None:
+            while heap and heap[0][0] < limit:
+                key, target, msg = pop(heap)
+                append(key)
+                handlers[target](msg, key >> TIME_SHIFT)
+        else:
+            while heap and heap[0][0] < limit:
+                key, target, msg = pop(heap)
+                now = key >> TIME_SHIFT
+                append(key)
                 sink.append((now, (key >> ORIGIN_SHIFT) & (MAX_ACTORS - 1), key & SEQ_MASK,
                              target, msg[0]))
-            actors[target].handle(msg, now)
-            n += 1
-            if len(block) >= _TRACE_BLOCK and self.hash_trace:
-                self._flush(final=False)
+                handlers[target](msg, now)
+        n = len(block) - before
+        if key >= 0:
+            self.now = key >> TIME_SHIFT
         self.events += n
+        if self.hash_trace:
+            self._flush(final=False)
         return n
 
     def _flush(self, final: bool) -> None:
