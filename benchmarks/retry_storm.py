@@ -90,7 +90,7 @@ def main() -> None:
                          f"{entry['success_rate']:.3f}", f"{entry['drain_s']:.0f}",
                          entry["peak_concurrency"], f"{w['egress_bytes'] / 1e6:.1f}",
                          f"{w['cost_usd']:.3f}"])
-        print(f"\n### {name} (outage {CASES[name][0]}-{CASES[name][1]}, {RATE:.0f} req/s per "
+        print(f"\n#### {name} (outage {CASES[name][0]}-{CASES[name][1]}, {RATE:.0f} req/s per "
               f"strategy)\n")
         print(table(["strategy", "peak attempts/s", "amplification", "success", "drain s",
                      "peak concurrency", "egress MB", "$"], rows))

@@ -102,6 +102,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     e.partial.save(Path(args.out))
                     _err(f"partial results written to {args.out}")
                 return EXIT_FAILED
+    except ScenarioError as e:  # found while building the world (e.g. a trace file)
+        progress.close()
+        _err(str(e))
+        return EXIT_USAGE
     except Exception:  # a crash inside a run is reported (exit 1), not re-raised
         progress.close()
         _err("the run failed with an internal error:")

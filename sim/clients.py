@@ -25,7 +25,7 @@ from engine.retry import Backoff, BlockRandom
 
 from .kernel import Actor
 from .metrics import Metrics
-from .scenario import Workload, parse_duration
+from .scenario import ScenarioError, Workload, parse_duration
 
 __all__ = ["Client", "arrival_times"]
 
@@ -87,7 +87,15 @@ class Client(Actor):
             path = Path(w.arrivals.file)
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-            self.trace = np.sort((np.loadtxt(path, delimiter=",", ndmin=1) * S).astype(np.int64))
+            try:
+                times = np.loadtxt(path, delimiter=",", ndmin=1, dtype=np.float64)
+            except (OSError, ValueError) as e:
+                raise ScenarioError(f"$.workloads[{index}].arrivals.file",
+                                    f"cannot read arrival times from {path}: {e}") from None
+            if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
+                raise ScenarioError(f"$.workloads[{index}].arrivals.file",
+                                    "expected one non-negative number of seconds per line")
+            self.trace = np.sort((times * S).astype(np.int64))
         d = w.diy
         self.retries = d.retries
         self.backoff = Backoff(kind=d.backoff.kind, base_us=parse_duration(d.backoff.base),

@@ -421,19 +421,29 @@ def _checks(sc: Scenario) -> None:
                 spec = parse_job(payload, w.customer)
             except SpecError as e:
                 err(f"{p}.step{e.path[1:]}", e.reason)
-            for r in spec.regions:
-                if r not in regions:
-                    err(f"{p}.step.regions", f"region {r!r} is not a dam region {regions}")
-            for j, h in enumerate(spec.webhooks):
-                if domain_of(h.url) not in receiver_domains:
-                    err(f"{p}.step.webhooks[{j}].url", "no receiver serves this URL's domain")
-                for r in h.regions or ():
-                    if r not in regions:
-                        err(f"{p}.step.webhooks[{j}].regions", f"{r!r} is not a dam region")
+            _check_step(spec, f"{p}.step", regions, receiver_domains)
             if "idempotent_key" in w.step:
                 err(f"{p}.step.idempotent_key", "keys are derived per job by the simulator")
             if "body" in w.step:
                 err(f"{p}.step.body", "bodies are generated from payload_bytes")
+
+
+def _check_step(spec, path: str, regions: list[str], receiver_domains: set[str]) -> None:
+    """Regions and webhook receivers of a job and of every job nested in it."""
+    for r in spec.regions:
+        if r not in regions:
+            raise ScenarioError(f"{path}.regions", f"region {r!r} is not a dam region {regions}")
+    for j, h in enumerate(spec.webhooks):
+        if domain_of(h.url) not in receiver_domains:
+            raise ScenarioError(f"{path}.webhooks[{j}].url",
+                                "no receiver serves this URL's domain")
+        for r in h.regions or ():
+            if r not in regions:
+                raise ScenarioError(f"{path}.webhooks[{j}].regions", f"{r!r} is not a dam region")
+    for name in ("fallback_job", "on_success", "on_failure"):
+        child = getattr(spec, name)
+        if child is not None:
+            _check_step(child, f"{path}.{name}", regions, receiver_domains)
 
 
 def max_link_us(sc: Scenario) -> int:

@@ -27,6 +27,8 @@ from collections import deque
 
 import numpy as np
 
+from engine.retry import BlockRandom
+
 from .kernel import Actor
 from .metrics import Metrics
 from .scenario import Latency, Outage, parse_duration
@@ -60,23 +62,6 @@ class LatencySampler:
             if self.fraction > 0:
                 v[self.rng.random(BLOCK) < self.fraction] *= self.factor
             self._buf = np.maximum(v, 1.0).astype(np.int64).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
-
-
-class _Uniform:
-    __slots__ = ("_buf", "_i", "rng")
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self._buf: list[float] = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        i = self._i
-        if i >= len(self._buf):
-            self._buf = self.rng.random(BLOCK).tolist()
             i = 0
         self._i = i + 1
         return self._buf[i]
@@ -152,7 +137,7 @@ class Upstream(Actor):
         for name in self.region_names:
             lat = self.cfg.region_latency.get(name, self.cfg.latency)
             self.latency.append(LatencySampler(lat, self.rng))
-        self.uniform = _Uniform(self.rng)
+        self.uniform = BlockRandom(self.rng).random
         self._service_buf: list[int] = []
         self._service_i = 0
 
@@ -252,7 +237,7 @@ class Receiver(Actor):
         self.outages = OutageTable(self.cfg.outages, {n: i for i, n in
                                                       enumerate(self.region_names)})
         self.latency = LatencySampler(self.cfg.latency, self.rng)
-        self.uniform = _Uniform(self.rng)
+        self.uniform = BlockRandom(self.rng).random
 
     def handle(self, msg: tuple, now: int) -> None:
         _, reply_to, tag, region, deadline = msg

@@ -135,3 +135,21 @@ def test_cli_validate_and_run_bad_input_exit_2_with_one_line(tmp_path, capsys):
 def test_shipped_files_are_plain_toml():
     for p in SHIPPED:
         tomllib.loads(p.read_text())
+
+
+def test_nested_job_webhooks_are_checked_too():
+    doc = bad(lambda d: d["workloads"][0]["step"].update(
+        on_success={"url": "https://api.example/next",
+                    "webhooks": [{"url": "https://nobody.example/h"}]}))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc)
+    assert info.value.path == "$.workloads[0].step.on_success.webhooks[0].url"
+
+
+def test_missing_trace_file_is_an_input_error(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('name = "x"\nduration = "2s"\n[[upstreams]]\nname="a"\nurl="https://a.b"\n'
+                 '[[workloads]]\nname="w"\nupstream="a"\n'
+                 'arrivals = { process = "trace", file = "missing.csv" }\n')
+    assert main(["run", str(p), "--quiet", "--no-plots", "--out", str(tmp_path / "o")]) == 2
+    assert "$.workloads[0].arrivals.file: cannot read arrival times" in capsys.readouterr().err
