@@ -10,18 +10,30 @@ snake_case keys, the same fields present). Validation happens in three passes:
 3. *rules*: ranges, enumerations, cross-field rules (quorum vs voters, triggers, ...).
 
 Every failure raises :class:`~engine.errors.SpecError` with the exact path and the reason.
+Pass 1 lives in :mod:`engine.aliases`, the resolved Structs in :mod:`engine.jobspec` (re-exported
+here).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
+from .aliases import MAX_NESTING, Shape
 from .errors import SpecError
+from .jobspec import (
+    DEFAULT_HEDGE_DELAY_MS,
+    ExecutionMode,
+    JobSpec,
+    RegionPolicy,
+    RetryPolicy,
+    Trigger,
+    WebhookSpec,
+    domain_of,
+)
 
 __all__ = [
     "DEFAULT_HEDGE_DELAY_MS",
@@ -38,8 +50,6 @@ __all__ = [
     "parse_job",
 ]
 
-ExecutionMode = Literal["race", "fanout", "hedge"]
-RegionPolicy = Literal["fallback", "strict"]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 EXECUTION_MODES = ("race", "fanout", "hedge")
@@ -48,10 +58,6 @@ TRIGGER_TYPES = ("on_error", "on_timeout")
 
 #: Largest request body accepted, in UTF-8 bytes (ezthrottle-local's EZTHROTTLE_MAX_BODY_BYTES).
 MAX_BODY_BYTES = 1 << 20
-#: Deepest chain of nested jobs (fallback_job / on_success / on_failure) accepted.
-MAX_NESTING = 8
-#: Hedge delay when ``execution_mode`` is ``hedge`` and ``hedge_delay_ms`` is not given.
-DEFAULT_HEDGE_DELAY_MS = 100
 MAX_URL_LENGTH = 8192
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 8192
@@ -62,142 +68,6 @@ MAX_RETRIES_LIMIT = 100
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _REGION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-
-# --------------------------------------------------------------------------------------------
-# Pass 1: shape (aliases, unknown keys, nesting)
-# --------------------------------------------------------------------------------------------
-
-_JOB_KEYS = {
-    "url": "url", "method": "method", "headers": "headers", "body": "body",
-    "metadata": "metadata", "webhooks": "webhooks",
-    "webhook_quorum": "webhook_quorum", "webhookQuorum": "webhook_quorum",
-    "regions": "regions",
-    "region_policy": "region_policy", "regionPolicy": "region_policy",
-    "execution_mode": "execution_mode", "executionMode": "execution_mode",
-    "hedge_delay_ms": "hedge_delay_ms", "hedgeDelayMs": "hedge_delay_ms",
-    "retry_policy": "retry_policy", "retryPolicy": "retry_policy",
-    "retry_at": "retry_at", "retryAt": "retry_at",
-    "idempotent_key": "idempotent_key", "idempotentKey": "idempotent_key",
-    "fallback_job": "fallback_job", "fallbackJob": "fallback_job",
-    "on_success": "on_success", "onSuccess": "on_success",
-    "on_failure": "on_failure", "onFailure": "on_failure",
-    "on_failure_timeout_ms": "on_failure_timeout_ms",
-    "onFailureTimeoutMs": "on_failure_timeout_ms",
-    "trigger": "trigger",
-}
-_WEBHOOK_KEYS = {
-    "url": "url", "regions": "regions",
-    "has_quorum_vote": "has_quorum_vote", "hasQuorumVote": "has_quorum_vote",
-}
-_RETRY_KEYS = {
-    "max_retries": "max_retries", "maxRetries": "max_retries",
-    "max_reroutes": "max_reroutes", "maxReroutes": "max_reroutes",
-    "retry_codes": "retry_codes", "retryCodes": "retry_codes",
-    "reroute_codes": "reroute_codes", "rerouteCodes": "reroute_codes",
-}
-_TRIGGER_KEYS = {
-    "type": "type", "codes": "codes", "timeout_ms": "timeout_ms", "timeoutMs": "timeout_ms",
-}
-_NESTED_JOBS = ("fallback_job", "on_success", "on_failure")
-
-
-def _fmt(path: tuple[str | int, ...]) -> str:
-    out = ["$"]
-    for seg in path:
-        out.append(f"[{seg}]" if isinstance(seg, int) else f".{seg}")
-    return "".join(out)
-
-
-class _Shape:
-    """Pass 1 state: the display path of every renamed prefix, for translating msgspec paths."""
-
-    __slots__ = ("display",)
-
-    def __init__(self) -> None:
-        self.display: dict[str, str] = {}
-
-    def rename(self, obj: Any, table: dict[str, str], canon: tuple, shown: tuple,
-               what: str) -> dict:
-        if not isinstance(obj, Mapping):
-            raise SpecError(_fmt(shown), f"expected an object ({what}), got {_kind(obj)}")
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise SpecError(_fmt(shown), f"object keys must be strings, got {_kind(key)}")
-            name = table.get(key)
-            if name is None:
-                known = ", ".join(sorted({v for v in table.values()}))
-                raise SpecError(_fmt((*shown, key)), f"unknown field in {what} (known: {known})")
-            if name in out:
-                raise SpecError(_fmt((*shown, key)), f"duplicate field: {name!r} given twice "
-                                                     f"(snake_case and camelCase)")
-            out[name] = value
-            if name != key or canon != shown:
-                self.display[_fmt((*canon, name))] = _fmt((*shown, key))
-        return out
-
-    def job(self, obj: Any, canon: tuple, shown: tuple, depth: int, in_fallback: bool) -> dict:
-        if depth > MAX_NESTING:
-            raise SpecError(_fmt(shown), f"jobs nested deeper than {MAX_NESTING} levels")
-        out = self.rename(obj, _JOB_KEYS, canon, shown, "job")
-        key_of = {v: k for k, v in _JOB_KEYS.items() if k in obj}
-        if out.get("trigger") is not None:
-            if not in_fallback:
-                raise SpecError(_fmt((*shown, "trigger")),
-                                "trigger is only valid inside fallback_job")
-            out["trigger"] = self.rename(out["trigger"], _TRIGGER_KEYS, (*canon, "trigger"),
-                                         (*shown, "trigger"), "trigger")
-        if out.get("retry_policy") is not None:
-            k = key_of["retry_policy"]
-            out["retry_policy"] = self.rename(out["retry_policy"], _RETRY_KEYS,
-                                              (*canon, "retry_policy"), (*shown, k), "retry_policy")
-        headers = out.get("headers")
-        if isinstance(headers, Mapping):
-            for name, value in headers.items():
-                if not isinstance(value, str):
-                    hk = key_of["headers"]
-                    raise SpecError(f"{_fmt((*shown, hk))}.{name}",
-                                    f"header values must be strings, got {_kind(value)}")
-        hooks = out.get("webhooks")
-        if isinstance(hooks, list):
-            out["webhooks"] = [
-                self.rename(h, _WEBHOOK_KEYS, (*canon, "webhooks", i), (*shown, "webhooks", i),
-                            "webhook")
-                for i, h in enumerate(hooks)
-            ]
-        for name in _NESTED_JOBS:
-            if name in out and out[name] is not None:
-                k = key_of[name]
-                out[name] = self.job(out[name], (*canon, name), (*shown, k), depth + 1,
-                                     in_fallback=name == "fallback_job")
-        return out
-
-    def translate(self, path: str) -> str:
-        best = ""
-        for canon in self.display:
-            if (path == canon or path.startswith(canon + ".") or path.startswith(canon + "[")) \
-                    and len(canon) > len(best):
-                best = canon
-        return self.display[best] + path[len(best):] if best else path
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
 
 # --------------------------------------------------------------------------------------------
 # Pass 2: types (wire structs; None means "not given")
@@ -248,7 +118,7 @@ class _WireJob(msgspec.Struct, forbid_unknown_fields=True):
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
 
 
-def _type_error(err: msgspec.ValidationError, shape: _Shape) -> SpecError:
+def _type_error(err: msgspec.ValidationError, shape: Shape) -> SpecError:
     m = _MSGSPEC_AT.match(str(err))
     assert m is not None  # the pattern matches any string
     msg, path = m.group("msg"), m.group("path") or "$"
@@ -262,159 +132,8 @@ def _type_error(err: msgspec.ValidationError, shape: _Shape) -> SpecError:
 
 
 # --------------------------------------------------------------------------------------------
-# Resolved, frozen specs (defaults applied; ``explicit`` remembers what the payload spelled out)
-# --------------------------------------------------------------------------------------------
-
-
-class Trigger(msgspec.Struct, frozen=True):
-    """When a fallback fires: ``on_error`` (parent failed with one of ``codes``), ``on_timeout``
-    (parent unfinished after ``timeout_ms``) or ``any`` (the empty trigger ``{}``: any failure)."""
-
-    type: Literal["on_error", "on_timeout", "any"]
-    codes: tuple[int, ...] = ()
-    timeout_ms: int | None = None
-
-    def to_payload(self) -> dict[str, Any]:
-        if self.type == "on_error":
-            return {"type": "on_error", "codes": list(self.codes)}
-        if self.type == "on_timeout":
-            return {"type": "on_timeout", "timeout_ms": self.timeout_ms}
-        return {}
-
-
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-branch retry budget. Counts are retries, not attempts: a branch makes at most
-    ``1 + max_retries + max_reroutes`` upstream attempts."""
-
-    max_retries: int = 3
-    max_reroutes: int = 2
-    retry_codes: tuple[int, ...] = (429, 503)
-    reroute_codes: tuple[int, ...] = (500, 502, 504)
-    explicit: frozenset[str] = frozenset()
-
-    @property
-    def max_attempts(self) -> int:
-        return 1 + self.max_retries + self.max_reroutes
-
-    def to_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in ("max_retries", "max_reroutes", "retry_codes", "reroute_codes"):
-            if name in self.explicit:
-                value = getattr(self, name)
-                out[name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True):
-    url: str
-    regions: tuple[str, ...] | None = None
-    has_quorum_vote: bool = True
-    explicit: frozenset[str] = frozenset()
-
-    def to_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"url": self.url}
-        if "regions" in self.explicit:
-            out["regions"] = list(self.regions or ())
-        if "has_quorum_vote" in self.explicit:
-            out["has_quorum_vote"] = self.has_quorum_vote
-        return out
-
-
-class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated job. Fields hold effective values (defaults applied); ``explicit`` names the
-    fields the payload gave, so ``to_payload`` reproduces it. ``headers`` and ``metadata`` are
-    plain dicts: treat them as read-only."""
-
-    customer_id: str
-    url: str
-    domain: str
-    method: str = "GET"
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    body: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    webhooks: tuple[WebhookSpec, ...] = ()
-    webhook_quorum: int = 1
-    regions: tuple[str, ...] = ()
-    region_policy: RegionPolicy = "fallback"
-    execution_mode: ExecutionMode = "race"
-    hedge_delay_ms: int = DEFAULT_HEDGE_DELAY_MS
-    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
-    retry_at: int | None = None
-    idempotent_key: str | None = None
-    fallback_job: JobSpec | None = None
-    trigger: Trigger | None = None
-    on_success: JobSpec | None = None
-    on_failure: JobSpec | None = None
-    on_failure_timeout_ms: int | None = None
-    explicit: frozenset[str] = frozenset()
-
-    @property
-    def voters(self) -> int:
-        """Number of webhooks with ``has_quorum_vote``."""
-        return sum(1 for w in self.webhooks if w.has_quorum_vote)
-
-    @property
-    def effective_trigger(self) -> Trigger:
-        return self.trigger if self.trigger is not None else Trigger("any")
-
-    def fallback_chain(self) -> tuple[JobSpec, ...]:
-        """The fallbacks in the order they were added (outermost first)."""
-        out = []
-        node = self.fallback_job
-        while node is not None:
-            out.append(node)
-            node = node.fallback_job
-        return tuple(out)
-
-    def to_payload(self) -> dict[str, Any]:
-        ex = self.explicit
-        out: dict[str, Any] = {"url": self.url}
-        if "method" in ex:
-            out["method"] = self.method
-        if "headers" in ex:
-            out["headers"] = dict(self.headers)
-        if "body" in ex:
-            out["body"] = self.body
-        if "metadata" in ex:
-            out["metadata"] = dict(self.metadata)
-        if "webhooks" in ex:
-            out["webhooks"] = [w.to_payload() for w in self.webhooks]
-        for name in ("webhook_quorum", "region_policy", "execution_mode", "hedge_delay_ms",
-                     "retry_at", "idempotent_key", "on_failure_timeout_ms"):
-            if name in ex:
-                out[name] = getattr(self, name)
-        if "regions" in ex:
-            out["regions"] = list(self.regions)
-        if "retry_policy" in ex:
-            out["retry_policy"] = self.retry_policy.to_payload()
-        if "trigger" in ex and self.trigger is not None:
-            out["trigger"] = self.trigger.to_payload()
-        for name in _NESTED_JOBS:
-            child = getattr(self, name)
-            if child is not None:
-                out[name] = child.to_payload()
-        return out
-
-
-# --------------------------------------------------------------------------------------------
 # Pass 3: rules
 # --------------------------------------------------------------------------------------------
-
-
-def domain_of(url: str) -> str:
-    """The limiter key of a URL: ``scheme://host[:port]`` (lower-cased; default ports dropped)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 def _check_url(url: str, path: str) -> str:
@@ -485,7 +204,7 @@ def _check_metadata(meta: dict[str, Any], path: str) -> None:
 class _Resolver:
     __slots__ = ("customer_id", "shape")
 
-    def __init__(self, customer_id: str, shape: _Shape) -> None:
+    def __init__(self, customer_id: str, shape: Shape) -> None:
         self.customer_id = customer_id
         self.shape = shape
 
@@ -643,7 +362,7 @@ def parse_job(payload: Any, customer_id: str) -> JobSpec:
     """
     if not isinstance(customer_id, str) or not customer_id or "\x00" in customer_id:
         raise SpecError("customer_id", "must be a non-empty string without NUL")
-    shape = _Shape()
+    shape = Shape()
     try:
         normalized = shape.job(payload, (), (), 0, in_fallback=False)
     except RecursionError:
