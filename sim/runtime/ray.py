@@ -2,12 +2,16 @@
 
 Every group (a Ray actor, :class:`GroupWorker`) builds the whole topology from the scenario (so
 every actor gets the same id and the same RNG as in the local runtime) and runs only its
-members. A coordinator advances virtual time in windows ``[T, T + L)``: ``T`` is the earliest
-pending event anywhere (empty stretches are skipped), ``L`` the smallest latency a message
-between two groups can have. Within a window no group can receive a message from another group
-that it would have to process in that window, so each group runs its window alone; messages to
-other groups are shipped at the window's end as one msgpack ``bytes`` per (group → group): one
-round trip per group per window, never a ``ray.get`` per message.
+members. A coordinator advances virtual time conservatively, per group (Chandy–Misra bounds):
+``LA[h][g]`` is the shortest delay any message from group ``h`` to group ``g`` can have (from
+the actors' link latencies; none if they never talk). Each round, ``E[g]`` is the earliest
+event ``g`` holds or has been sent, ``E*`` its closure over the link graph
+(``E*[g] = min(E[g], E*[h] + LA[h][g])``), and group ``g`` may run every event before
+``H[g] = min over h≠g of E*[h] + LA[h][g]``: nothing can reach it earlier. Groups with nothing
+to do before their bound sit the round out; empty stretches are skipped. Messages to other
+groups are shipped after the round as one msgpack ``bytes`` per (group → group): one round trip
+per active group per round, never a ``ray.get`` per message. A message that would arrive below
+its receiver's bound raises ``CausalityError`` (a wrong link floor can never go unnoticed).
 
 Each group returns the keys of the events it processed; the coordinator merges them (keys are
 unique and totally ordered) into the same trace hash as the local runtime's.
@@ -78,6 +82,66 @@ def _encode(entries: list) -> bytes:
                          use_bin_type=True)
 
 
+_INF = 1 << 62
+
+
+def link_floors(topo, actors: list, actor_group: list[int], n_groups: int) -> list[list]:
+    """``LA[h][g]``: the shortest delay (µs) of any message from group ``h`` to group ``g``,
+    None if no actor of ``h`` ever sends to one of ``g``. Derived from who talks to whom (see
+    sim/dam.py, sim/world.py, sim/clients.py) and the scenario's link latencies."""
+    from ..clients import Client
+    from ..dam import Dispatcher, Gateway, LimiterActor, Region
+    from ..world import Receiver, Upstream
+
+    gw = topo.gateway_region
+
+    def floor(a, b) -> int | None:
+        A, B = type(a), type(b)
+        if A is Gateway:
+            if B is Region:
+                return topo.lat(gw, b.region)
+            if B is LimiterActor:
+                return topo.intra
+        elif A is Region:
+            if B is LimiterActor or B is Gateway:
+                return topo.lat(a.region, gw)
+            if B is Upstream:
+                return topo.to_upstream
+            if B is Dispatcher:
+                return topo.intra
+        elif A is LimiterActor:
+            if B is Region:
+                return topo.lat(gw, b.region)
+        elif A is Dispatcher:
+            if B is Receiver:
+                return topo.to_upstream
+            if B is Region:
+                return topo.intra
+        elif A is Upstream:
+            if B is Region or B is Client:
+                return topo.to_upstream
+        elif A is Receiver:
+            if B is Dispatcher:
+                return topo.to_upstream
+        elif A is Client:
+            if B is Gateway:
+                return topo.client_to_gateway
+            if B is Upstream:
+                return topo.to_upstream
+        return None
+
+    la: list[list[int | None]] = [[None] * n_groups for _ in range(n_groups)]
+    for ia, a in enumerate(actors):  # actors in id order (ids are bound later, by a kernel)
+        for ib, b in enumerate(actors):
+            ga, gb = actor_group[ia], actor_group[ib]
+            if ga == gb:
+                continue
+            f = floor(a, b)
+            if f is not None and (la[ga][gb] is None or f < la[ga][gb]):
+                la[ga][gb] = f
+    return la
+
+
 class GroupWorker:
     """One group of actors in one process (wrapped by ``ray.remote`` at run time)."""
 
@@ -89,7 +153,7 @@ class GroupWorker:
         self.kernel = Kernel(hash_trace=False)
         self.actor_group = actor_group
         self.me = me
-        self.window_end = 0
+        self.floors: list[int] = [0] * (max(actor_group) + 1)
         self.outbox: dict[int, list] = {}
         self.kernel.add(self.actors, spawn_rngs(sc.seed, len(self.actors)), push=self._route)
         self.members = [a for a in self.actors if actor_group[a.id] == me]
@@ -99,11 +163,11 @@ class GroupWorker:
         if g == self.me:
             heapq.heappush(self.kernel.heap, entry)
             return
-        if entry[0] >> TIME_SHIFT < self.window_end:
+        if entry[0] >> TIME_SHIFT < self.floors[g]:
             raise CausalityError(
                 f"a message from group {self.me} to group {g} is due at "
-                f"{entry[0] >> TIME_SHIFT} us, inside the current window (ends "
-                f"{self.window_end} us): a link is shorter than the lookahead")
+                f"{entry[0] >> TIME_SHIFT} us, below that group's bound ({self.floors[g]} us): "
+                f"a link is shorter than its declared floor")
         box = self.outbox.get(g)
         if box is None:
             box = self.outbox[g] = []
@@ -122,13 +186,13 @@ class GroupWorker:
             a.start(0)
         return self._reply()
 
-    def step(self, inbox: list[bytes], until: int) -> tuple:
+    def step(self, inbox: list[bytes], until: int, floors: list[int]) -> tuple:
         heap = self.kernel.heap
         for chunk in inbox:
             for t, low, target, msg in msgpack.unpackb(chunk, raw=False, use_list=True,
                                                        strict_map_key=False):
                 heapq.heappush(heap, ((t << TIME_SHIFT) | low, target, tuple(msg)))
-        self.window_end = until
+        self.floors = floors
         self.kernel.run(until)
         return self._reply()
 
@@ -176,69 +240,94 @@ def run_ray(sc: Scenario, *, base_dir: Path | None = None, address: str | None =
     order = sorted(set(names), key=names.index)
     gid = {n: i for i, n in enumerate(order)}
     actor_group = [gid[n] for n in names]
-    lookahead = topo.min_link()
+    la = link_floors(topo, _actors, actor_group, len(order))
+    lookahead = min((x for row in la for x in row if x is not None), default=topo.min_link())
     doc = msgspec.to_builtins(sc)
     Worker = ray.remote(num_cpus=0)(GroupWorker)
     workers = [Worker.options(name=None).remote(doc, str(base_dir) if base_dir else None,
                                                 actor_group, g) for g in range(len(order))]
     hasher_block: list[int] = []
     hasher = hashlib.blake2b(digest_size=16)
+    n_groups = len(order)
     events = 0
     windows = 0
     cross_messages = 0
     now = 0
+    inboxes: list[list[bytes]] = [[] for _ in workers]
+    inbox_min: list[int] = [_INF] * n_groups
+    nexts: list[int] = [_INF] * n_groups
+    pending: list[list[int]] = [[] for _ in workers]  # processed keys not yet hashed
 
-    def absorb(results) -> tuple[list[list[bytes]], list[int | None], int | None]:
+    def absorb(group: int, result) -> None:
         nonlocal events, cross_messages
-        inboxes: list[list[bytes]] = [[] for _ in workers]
-        nexts: list[int | None] = []
-        earliest_msg = None
-        streams = []
-        for out, nxt, keys, n in results:
-            events += n
-            nexts.append(nxt)
-            for g, (blob, first) in out.items():
-                inboxes[g].append(blob)
-                cross_messages += 1
-                earliest_msg = first if earliest_msg is None else min(earliest_msg, first)
-            if n:
-                a = np.frombuffer(keys, dtype=np.int64).reshape(-1, 2)
-                streams.append(((int(t) << TIME_SHIFT) | int(low) for t, low in a))
-        for k in heapq.merge(*streams):
+        out, nxt, keys, n = result
+        events += n
+        nexts[group] = _INF if nxt is None else nxt
+        for g, (blob, first) in out.items():
+            inboxes[g].append(blob)
+            inbox_min[g] = min(inbox_min[g], first)
+            cross_messages += 1
+        if n:
+            a = np.frombuffer(keys, dtype=np.int64).reshape(-1, 2)
+            pending[group].extend((int(t) << TIME_SHIFT) | int(low) for t, low in a)
+
+    def hash_below(threshold: int) -> None:
+        """Hash, in global order, every processed key with a time below ``threshold``."""
+        limit = threshold << TIME_SHIFT
+        ready = []
+        for i, keys in enumerate(pending):
+            cut = 0
+            while cut < len(keys) and keys[cut] < limit:
+                cut += 1
+            if cut:
+                ready.append(keys[:cut])
+                pending[i] = keys[cut:]
+        for k in heapq.merge(*ready):
             hasher_block.append(k)
-            if len(hasher_block) >= _HASH_BLOCK:
-                hasher.update(str(hasher_block[:_HASH_BLOCK]).encode())
-                del hasher_block[:_HASH_BLOCK]
-        return inboxes, nexts, earliest_msg
+        while len(hasher_block) >= _HASH_BLOCK:
+            hasher.update(str(hasher_block[:_HASH_BLOCK]).encode())
+            del hasher_block[:_HASH_BLOCK]
 
     current_group = None
     try:
-        results = ray.get([w.start.remote() for w in workers])
-        inboxes, nexts, earliest = absorb(results)
+        for g, result in enumerate(ray.get([w.start.remote() for w in workers])):
+            absorb(g, result)
         horizon = topo.horizon
         while True:
-            candidates = [t for t in nexts if t is not None]
-            if earliest is not None:
-                candidates.append(earliest)
-            if not candidates:
+            earliest = [min(nexts[g], inbox_min[g]) for g in range(n_groups)]
+            closure = list(earliest)
+            for _ in range(n_groups):
+                for h in range(n_groups):
+                    for g in range(n_groups):
+                        if la[h][g] is not None and closure[h] + la[h][g] < closure[g]:
+                            closure[g] = closure[h] + la[h][g]
+            bounds = []
+            for g in range(n_groups):
+                b = horizon
+                for h in range(n_groups):
+                    if h != g and la[h][g] is not None:
+                        b = min(b, closure[h] + la[h][g])
+                bounds.append(b)
+            active = [g for g in range(n_groups) if earliest[g] < bounds[g]]
+            if not active:
                 break
-            start = min(candidates)
-            if start >= horizon:
-                break
-            end = min(start + lookahead, horizon)
-            now = start
+            now = min(earliest)
             windows += 1
             if on_window is not None:
                 on_window(windows, {"workers": workers, "groups": order})
-            refs = [w.step.remote(inboxes[i], end) for i, w in enumerate(workers)]
-            results = []
-            for i, ref in enumerate(refs):
-                current_group = order[i]
-                results.append(ray.get(ref))
+            refs = {}
+            for g in active:
+                refs[g] = workers[g].step.remote(inboxes[g], bounds[g], bounds)
+                inboxes[g] = []
+                inbox_min[g] = _INF
+            for g, ref in refs.items():
+                current_group = order[g]
+                absorb(g, ray.get(ref))
             current_group = None
-            inboxes, nexts, earliest = absorb(results)
+            hash_below(min(bounds))
             if progress is not None:
-                progress(end, horizon)
+                progress(min(bounds), horizon)
+        hash_below(_INF >> 1)
         finals = ray.get([w.finish.remote() for w in workers])
     except RayActorError as e:
         where = current_group or "a group"
