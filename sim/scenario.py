@@ -346,6 +346,9 @@ def _checks(sc: Scenario) -> None:
             err(f"$.dam.outages[{i}].region", f"not one of the dam's regions {regions}")
         if dur("", o.end) <= dur("", o.start):
             err(f"$.dam.outages[{i}].end", "must be after start")
+    for name in ("attempt_timeout", "webhook_timeout"):
+        if dur("", getattr(sc.dam, name)) < 4 * max_link_us(sc):
+            err(f"$.dam.{name}", "must be at least 4x the largest link latency")
     if sc.dam.backoff.kind not in BACKOFF_KINDS:
         err("$.dam.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
     if sc.dam.webhook_secret is not None and len(sc.dam.webhook_secret) < 16:
@@ -411,6 +414,8 @@ def _checks(sc: Scenario) -> None:
             err(f"{p}.diy.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
         if dur("", w.diy.timeout) < 4 * max_link_us(sc):
             err(f"{p}.diy.timeout", "must be at least 4x the largest link latency")
+        if dur("", w.frugal.local_timeout) < 4 * max_link_us(sc):
+            err(f"{p}.frugal.local_timeout", "must be at least 4x the largest link latency")
         for j, code in enumerate(w.frugal.fallback_on_error):
             if not 100 <= code <= 599:
                 err(f"{p}.frugal.fallback_on_error[{j}]", "HTTP status must be 100-599")

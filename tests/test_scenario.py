@@ -79,6 +79,8 @@ BAD = [
      "$.workloads", "unique"),
     ("bad_name", lambda d: d["workloads"][0].update(name="Has Spaces"),
      "$.workloads[0].name", "lowercase name"),
+    ("timeout_below_links", lambda d: d.update(dam={"attempt_timeout": "10ms"}),
+     "$.dam.attempt_timeout", "4x the largest link"),
     ("short_secret", lambda d: d.update(dam={"webhook_secret": "short"}),
      "$.dam.webhook_secret", "16 characters"),
     ("network_pair", lambda d: d.update(network={"regions": {"iad-mars": "5ms"}}),
