@@ -392,3 +392,15 @@ def test_region_down_releases_a_cancelled_in_flight_loser():
     s.ctx.health.mark_down("ord", 0)
     s.feed(RegionDown("ord"))
     assert s.outcome.status == "succeeded" and s.outcome.winner_region == "iad"
+
+
+def test_resume_redelivers_a_decided_job_without_executing_it():
+    s = Script({"url": A, "webhooks": HOOK})
+    cmds = s.m.resume(True, 201, None, 5 * S)
+    s.log.extend(cmds)
+    assert s.of(StartAttempt) == [] and s.asks() == []
+    body = json.loads(s.of(SendWebhook)[0].body)
+    assert body["status"] == "success" and body["response"]["status_code"] == 201
+    s.now = 5 * S
+    s.hook(0, 200)
+    assert s.outcome.status == "delivered" and s.outcome.attempts == 0
