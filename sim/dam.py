@@ -142,7 +142,8 @@ class Gateway(Actor):
             self.table.forget(job_id)
             m.finish(w, False, now - arrived)
             return
-        self.active[job_id] = [w, n, arrived, key, home, None, payload]
+        # [workload, n, arrived, key, home, decision, payload, listed regions]
+        self.active[job_id] = [w, n, arrived, key, home, None, payload, tuple(regions)]
         self._send_job(job_id, home, now)
 
     def _home(self, regions) -> str | None:
@@ -153,7 +154,7 @@ class Gateway(Actor):
         return healthy[0] if healthy else None
 
     def _send_job(self, job_id: str, home: str, now: int) -> None:
-        w, n, arrived, key, _, decided, payload = self.active[job_id]
+        w, n, arrived, key, _, decided, payload, _regions = self.active[job_id]
         self.send(self.topo.region_ids[home], now + self.topo.lat(self.topo.gateway_region, home),
                   ("job", job_id, w, n, arrived, key, payload, decided))
 
@@ -168,7 +169,7 @@ class Gateway(Actor):
             self.send(lid, now + topo.intra, ("reclaim", topo.region_ids[region]))
         for job_id, entry in self.active.items():
             if entry[4] == region:
-                home = self._home(())
+                home = self._home(entry[7])  # its listed regions first, then any healthy
                 if home is None:
                     continue  # no region left: the jobs wait for one to come back
                 entry[4] = home
