@@ -29,7 +29,6 @@ from engine.events import (
     Finished,
     PermitGranted,
     RegionDown,
-    RegionUp,
     ReturnPermit,
     SetTimer,
     SpawnJob,
@@ -247,9 +246,7 @@ class Region(Actor):
             for entry in list(self.machines.values()):
                 self._run(entry, entry[0].handle(RegionDown(msg[1]), now), now)
         elif kind == "region_up":
-            self.ctx.health.mark_up(msg[1])
-            for entry in list(self.machines.values()):
-                self._run(entry, entry[0].handle(RegionUp(msg[1]), now), now)
+            self.ctx.health.mark_up(msg[1])  # no job waits on it: new plans simply use it again
         elif kind == "self_down":
             self.down = True
             self.lost += len(self.machines)
