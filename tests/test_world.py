@@ -119,3 +119,12 @@ def test_receiver_latency_outages_and_timeouts():
                                      ("500us", 500), ("2h", 7200 * S)])
 def test_parse_duration(text, us):
     assert parse_duration(text) == us
+
+
+def test_overlapping_outages_first_matching_window_applies():
+    cfg = upstream_cfg(outages=[
+        {"start": "0s", "end": "10s", "mode": "blackhole", "regions": ["lax"]},
+        {"start": "0s", "end": "10s", "mode": "error", "statuses": {"502": 1.0}}])
+    probe, _, _ = run_upstream(cfg, [(0, 1, 1, 2 * S, False, 0), (0, 2, 0, 2 * S, False, 0)])
+    got = {msg[1]: (msg[2], msg[3]) for _, msg in probe.answers}
+    assert got[0] == (None, "timeout") and got[1] == (502, None)
