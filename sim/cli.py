@@ -71,6 +71,9 @@ def _resolve(path: str) -> Path:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve(args.scenario)
+    if args.trace and args.backend != "local":
+        _err("--trace is only available with --backend local (same trace hash on both)")
+        return EXIT_USAGE
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")

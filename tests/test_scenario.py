@@ -132,6 +132,7 @@ def test_cli_validate_and_run_bad_input_exit_2_with_one_line(tmp_path, capsys):
                  "workloads.nope.arrivals.rate=1"]) == 2
     assert "no item named 'nope'" in capsys.readouterr().err
     assert main(["run", "--bogus-flag"]) == 2
+    assert main(["run", "region-down", "--backend", "ray", "--trace", "t.msgpack"]) == 2
 
 
 def test_shipped_files_are_plain_toml():
