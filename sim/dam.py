@@ -386,6 +386,8 @@ class LimiterActor(Actor):
 
     def _drain(self, now: int) -> None:
         q = self.queue
+        if not q:
+            return
         pending = self.pending
         lim = self.limiter
         while q:
