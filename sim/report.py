@@ -79,19 +79,25 @@ def plot(result: RunResult, out: Path) -> list[Path]:
     files = []
     horizon = int(np.ceil(s["sim_seconds"])) + 1
 
-    fig, ax = plt.subplots(figsize=(11, 5))
-    series = result.arrays["attempts_per_s"][:, :horizon]
-    for i, name in enumerate(names):
-        ax.plot(np.arange(series.shape[1]), series[i], label=name, lw=1.2)
-    _shade(ax, s["outages"])
-    ax.set(title=f"{s['scenario']}: upstream attempts per second", xlabel="time (s)",
-           ylabel="attempts / s")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
-    files.append(out / "attempts_per_s.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    def finish(fig, ax, name: str, legend_loc: str, grid_which: str = "major") -> None:
+        ax.legend(loc=legend_loc, fontsize=8)
+        ax.grid(alpha=0.3, which=grid_which)
+        files.append(out / name)
+        fig.tight_layout()
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+
+    def over_time(rows: np.ndarray, labels, title: str, ylabel: str, name: str,
+                  height: float) -> None:
+        fig, ax = plt.subplots(figsize=(11, height))
+        for row, label in zip(rows[:, :horizon], labels, strict=True):
+            ax.plot(np.arange(row.size), row, label=label, lw=1.2)
+        _shade(ax, s["outages"])
+        ax.set(title=f"{s['scenario']}: {title}", xlabel="time (s)", ylabel=ylabel)
+        finish(fig, ax, name, "upper right")
+
+    over_time(result.arrays["attempts_per_s"], names, "upstream attempts per second",
+              "attempts / s", "attempts_per_s.png", 5)
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for name in names:
@@ -106,24 +112,9 @@ def plot(result: RunResult, out: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set(title=f"{s['scenario']}: latency from arrival to result, success or failure (CDF)",
            xlabel="latency (ms, log scale)", ylabel="fraction of finished jobs")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    files.append(out / "latency_cdf.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    finish(fig, ax, "latency_cdf.png", "lower right", "both")
 
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    backlog = result.arrays["backlog_max_by_domain"][:, :horizon]
-    for i, dom in enumerate(s["domains"]):
-        ax.plot(np.arange(backlog.shape[1]), backlog[i], label=dom)
-    _shade(ax, s["outages"])
-    ax.set(title=f"{s['scenario']}: jobs waiting for a permit, per domain (max per second)",
-           xlabel="time (s)", ylabel="backlog")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
-    files.append(out / "backlog.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    over_time(result.arrays["backlog_max_by_domain"], list(s["domains"]),
+              "jobs waiting for a permit, per domain (max per second)", "backlog",
+              "backlog.png", 4.5)
     return files

@@ -58,7 +58,7 @@ class CausalityError(RuntimeError):
     pass
 
 
-def placement_groups(placement: str, groups: list[str]) -> list[str]:
+def placement_groups(placement: str, groups: list[str], actors: list) -> list[str]:
     """The group name of every actor under ``placement``.
 
     ``default``: one group per dam region, one for the gateway and the limiters, one for the
@@ -73,7 +73,10 @@ def placement_groups(placement: str, groups: list[str]) -> list[str]:
     if placement == "per-actor":
         return [f"actor-{i}" for i in range(len(groups))]
     if placement == "regions":
-        return groups  # refined by the caller, which knows the dispatchers' regions
+        from ..dam import Dispatcher
+
+        return [f"region:{a.region}" if isinstance(a, Dispatcher) else g
+                for g, a in zip(groups, actors, strict=True)]
     raise ValueError(f"unknown placement {placement!r} (expected one of {', '.join(PLACEMENTS)})")
 
 
@@ -206,10 +209,6 @@ class GroupWorker:
             "lost": sum(getattr(a, "lost", 0) for a in self.members),
         }
 
-    def ping(self) -> int:
-        return os.getpid()
-
-
 def _init_ray(address: str | None) -> bool:
     import ray
 
@@ -232,15 +231,12 @@ def run_ray(sc: Scenario, *, base_dir: Path | None = None, address: str | None =
 
     t0 = time.perf_counter()
     started = _init_ray(address)
-    topo, _actors, groups, _metrics = build(sc, base_dir)
-    names = placement_groups(placement, groups)
-    if placement == "regions":
-        for r, did in topo.dispatcher_ids.items():
-            names[did] = f"region:{r}"
+    topo, actors, groups, _metrics = build(sc, base_dir)
+    names = placement_groups(placement, groups, actors)
     order = sorted(set(names), key=names.index)
     gid = {n: i for i, n in enumerate(order)}
     actor_group = [gid[n] for n in names]
-    la = link_floors(topo, _actors, actor_group, len(order))
+    la = link_floors(topo, actors, actor_group, len(order))
     lookahead = min((x for row in la for x in row if x is not None), default=topo.min_link())
     doc = msgspec.to_builtins(sc)
     Worker = ray.remote(num_cpus=0)(GroupWorker)
