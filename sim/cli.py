@@ -255,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: RAY_ADDRESS "
                    "or a local Ray started for the run)")
     p.add_argument("--placement", default="default",
-                   help="how actors are grouped onto Ray actors: default, single, per-actor")
+                   choices=("default", "regions", "single", "per-actor"),
+                   help="how actors are grouped onto Ray actors: default (a Ray actor per dam "
+                        "region, one for gateway+limiters, one for dispatchers, one for the "
+                        "world), regions (dispatchers join their region), single, per-actor")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run a grid of overrides x seeds",

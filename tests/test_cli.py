@@ -30,3 +30,11 @@ def test_check_job_ok_and_bad(tmp_path, capsys):
                       "must be between 0 and 100, got -1")
     assert err[1].startswith(f"apidam: {broken}: not JSON")
     assert err[2].startswith(f"apidam: {tmp_path / 'none'}: cannot read")
+
+
+def test_an_unknown_placement_is_a_usage_error(capsys):
+    from sim.runtime.groups import PLACEMENTS
+
+    assert main(["run", "region-down", "--backend", "ray", "--placement", "rack"]) == 2
+    err = capsys.readouterr().err
+    assert "rack" in err and all(p in err for p in PLACEMENTS)

@@ -8,12 +8,14 @@ import pytest
 from shortened import path
 
 from sim.cli import main
+from sim.runtime.groups import plan_groups
 from sim.runtime.local import run_local
 from sim.runtime.ray import RayRunError, run_ray
 from sim.scenario import load_scenario
 from sim.sweep import run_sweep
 
-# Small and sparse, so the conservative windows (lookahead 0.5 ms) stay few.
+# Every shipped scenario, small and sparse: what costs time on Ray is starting its actors (~0.7 s
+# each) and the rounds (one per ~0.5 ms of busy virtual time, ~0.3 ms each here).
 TINY = {
     "region-down": ['duration="6s"', 'drain="6s"', 'dam.outages.0.start="2s"',
                     'dam.outages.0.end="4s"', "workloads.race-3-regions.arrivals.rate=4",
@@ -28,6 +30,21 @@ TINY = {
                            "workloads.dam-frugal.arrivals.rate=3"],
     "webhook-receiver-flapping": ['duration="30s"', 'drain="2m"',
                                   "workloads.orders.arrivals.rate=1"],
+    "payment-processor-15min": ['duration="6s"', 'drain="20s"',
+                                'upstreams.psp.outages.0.start="1s"',
+                                'upstreams.psp.outages.0.end="4s"',
+                                'upstreams.psp.outages.1.start="1s"',
+                                'upstreams.psp.outages.1.end="4s"',
+                                *(f"workloads.{w}.arrivals.rate=2" for w in (
+                                    "diy-exponential", "diy-budget", "diy-adaptive",
+                                    "dam-performance", "dam-frugal"))],
+    "openai-429-storm": ['duration="5s"', 'drain="30s"',
+                         "workloads.diy-immediate.arrivals.rate=6",
+                         "workloads.diy-full-jitter.arrivals.rate=3",
+                         "workloads.dam-performance.arrivals.rate=3"],
+    "race-vs-fallback": ['duration="5s"', 'drain="5s"',
+                         *(f"workloads.{w}.arrivals.rate=4" for w in (
+                             "single-region", "race-3", "hedge-150ms", "fanout-3"))],
 }
 
 
@@ -36,7 +53,7 @@ def locals_():
     return {name: run_local(load_scenario(path(name), ov)) for name, ov in TINY.items()}
 
 
-@pytest.mark.parametrize("placement", ["default", "single", "per-actor"])
+@pytest.mark.parametrize("placement", ["default", "single", "regions"])
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_ray_equals_local(ray_session, locals_, name, placement):
     sc = load_scenario(path(name), TINY[name])
@@ -46,7 +63,14 @@ def test_ray_equals_local(ray_session, locals_, name, placement):
     assert r.summary["workloads"] == local.summary["workloads"]
     assert r.summary["domains"] == local.summary["domains"]
     assert r.summary["events"] == local.summary["events"]
-    assert r.summary["backend"] == "ray" and r.summary["ray"]["windows"] > 0
+    assert r.summary["backend"] == "ray" and r.summary["sync"]["windows"] > 0
+
+
+def test_one_ray_actor_per_actor_also_equals_local(ray_session, locals_):
+    sc = load_scenario(path("region-down"), TINY["region-down"])
+    r = run_ray(sc, placement="per-actor")
+    assert r.trace_hash == locals_["region-down"].trace_hash
+    assert r.summary["sync"]["groups"] == len(plan_groups(sc, "single")[0].actor_group)
 
 
 def test_a_dying_group_ends_the_run_with_a_clear_message(ray_session):
@@ -82,3 +106,13 @@ def test_cli_run_on_ray(ray_session, tmp_path):
                  "--placement", "single", "--out", str(tmp_path), "--no-plots",
                  "--quiet"]) == 0
     assert (tmp_path / "summary.json").exists()
+
+
+def test_groups_reached_over_tcp_give_the_same_results(ray_session, locals_, monkeypatch):
+    """Groups on other nodes are reached over TCP: the same protocol, here on loopback."""
+    from sim.runtime import ray as ray_runtime
+
+    monkeypatch.setattr(ray_runtime, "_LOCAL_FAMILY", "AF_INET")
+    sc = load_scenario(path("webhook-receiver-flapping"), TINY["webhook-receiver-flapping"])
+    r = run_ray(sc, placement="default")
+    assert r.trace_hash == locals_["webhook-receiver-flapping"].trace_hash
