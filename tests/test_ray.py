@@ -4,6 +4,8 @@ ends the run with a clear message and partial results, and sweeps run as Ray tas
 One session-scoped ``ray.init`` (the ``ray_session`` fixture) serves every test here.
 """
 
+import json
+
 import pytest
 from shortened import path
 
@@ -79,7 +81,7 @@ def test_a_dying_group_ends_the_run_with_a_clear_message(ray_session):
     sc = load_scenario(path("region-down"), TINY["region-down"])
 
     def kill_world(window, ctx):
-        if window == 30:
+        if window == 300:
             ray.kill(ctx["workers"][ctx["groups"].index("world")])
 
     with pytest.raises(RayRunError) as info:
@@ -88,6 +90,33 @@ def test_a_dying_group_ends_the_run_with_a_clear_message(ray_session):
     assert "'world'" in msg and "died at virtual time" in msg
     assert info.value.partial is not None
     assert info.value.partial.summary["incomplete"] is True
+    # what the surviving groups measured (the limiters' permits) is in the partial result
+    assert sum(d["permits"] for d in info.value.partial.summary["domains"].values()) > 0
+
+
+def test_the_cli_reports_a_dead_group_exits_1_and_writes_partial_results(
+        ray_session, monkeypatch, tmp_path, capsys):
+    import functools
+
+    import ray
+
+    from sim.runtime import ray as ray_runtime
+
+    def kill_dispatchers(window, ctx):
+        if window == 40:
+            ray.kill(ctx["workers"][ctx["groups"].index("dispatchers")])
+
+    monkeypatch.setattr(ray_runtime, "run_ray",
+                        functools.partial(ray_runtime.run_ray, on_window=kill_dispatchers))
+    sets = [a for o in TINY["region-down"] for a in ("--set", o)]
+    code = main(["run", str(path("region-down")), *sets, "--backend", "ray", "--out",
+                 str(tmp_path), "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Ray group 'dispatchers' died at virtual time" in err
+    assert "partial results written" in err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["incomplete"] is True and summary["trace_hash"] == "incomplete"
 
 
 def test_sweep_on_ray_matches_local(ray_session):
