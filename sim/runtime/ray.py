@@ -8,8 +8,8 @@ group runs on the coordinator's node, TCP to the group's node otherwise; the cha
 with a fresh key handed over by Ray, and carries msgpack only (never pickle). Why not an actor call
 per round: a conservative run of the design card's shape needs one round per ~0.5-1 ms of dense
 virtual time (686k rounds for the full ``stripe-5min-outage``), and measured here (2 cores,
-6 groups) a round of actor calls costs ~3.6 ms, a round of a Ray compiled graph ~0.66 ms, and a
-round over direct channels ~0.1 ms (benchmarks/README.md).
+6 groups) a round of actor calls costs 3-5 ms, a round of a Ray compiled graph 0.5-0.8 ms, and a
+round over direct channels 0.13-0.2 ms (benchmarks/ray_runtime.py).
 """
 
 from __future__ import annotations
@@ -122,7 +122,13 @@ class RayChannels:
                             authkey)
             for w, (node, ip) in zip(workers, places, strict=True)])
         self.serving = [w.serve.remote() for w in workers]
-        self.conns = [Client(a, authkey=authkey) for a in addresses]
+        self.conns = []
+        for g, address in enumerate(addresses):
+            try:
+                self.conns.append(Client(address, authkey=authkey))
+            except OSError as e:  # it died since it opened its end
+                self.failed.add(g)
+                raise GroupFailure(g, f"the channel could not be opened: {e}", died=True) from None
         self.owed = [0] * len(workers)  # requests sent and not yet answered
 
     def _gather(self, refs: list) -> list:
