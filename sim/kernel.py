@@ -68,12 +68,13 @@ class Actor:
 class Kernel:
     """A tiny discrete-event kernel (SimPy's core, without processes)."""
 
-    __slots__ = ("_trace_block", "actors", "events", "hash_trace", "hasher", "heap", "now",
-                 "trace_sink")
+    __slots__ = ("_handlers", "_trace_block", "actors", "events", "hash_trace", "hasher", "heap",
+                 "now", "trace_sink")
 
     def __init__(self, trace_sink: list | None = None, hash_trace: bool = True) -> None:
         self.heap: list = []
         self.actors: list[Actor] = []
+        self._handlers: list[Callable] = []
         self.now = 0
         self.events = 0
         self.hasher = hashlib.blake2b(digest_size=16)
@@ -87,6 +88,7 @@ class Kernel:
         for actor, rng in zip(actors, rngs, strict=True):
             actor.bind(len(self.actors), push, rng)
             self.actors.append(actor)
+        self._handlers = [a.handle for a in self.actors]
 
     def start(self) -> None:
         for a in self.actors:
@@ -99,7 +101,7 @@ class Kernel:
         """Deliver every event with deliver time < ``until``; returns how many."""
         heap = self.heap
         pop = heapq.heappop
-        handlers = [a.handle for a in self.actors]
+        handlers = self._handlers
         block = self._trace_block
         append = block.append
         sink = self.trace_sink

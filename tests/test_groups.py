@@ -119,3 +119,12 @@ def test_unknown_placement_is_refused():
     sc = load_scenario(path("region-down"), SHORT["region-down"])
     with pytest.raises(ValueError, match="unknown placement 'rack'"):
         plan_groups(sc, "rack")
+
+
+def test_progress_is_reported_about_once_per_simulated_second():
+    sc = load_scenario(path("region-down"), SHORT["region-down"])
+    calls = []
+    r = run_groups(sc, placement="default", progress=lambda t, horizon: calls.append(t))
+    assert r.summary["sync"]["windows"] > 10 * len(calls)  # not once per round
+    assert all(b - a >= 1_000_000 for a, b in zip(calls, calls[1:], strict=False))
+    assert len(calls) >= r.summary["sim_seconds"] - 1

@@ -49,6 +49,7 @@ PLACEMENTS = ("default", "single", "per-actor", "regions")
 INF = 1 << 62
 _LOW = (1 << TIME_SHIFT) - 1
 _HASH_BLOCK = 1 << 16  # the kernel's trace block: the hash must match the local runtime's
+_REPORT_EVERY = 1_000_000  # µs of virtual time between progress reports
 
 
 class CausalityError(RuntimeError):
@@ -382,6 +383,7 @@ class Coordinator:
             on_window: Callable[[int], None] | None = None) -> Outcome:
         for g, reply in enumerate(transport.start()):
             self._absorb(g, reply)
+        report_at = 0
         while True:
             earliest, bounds = self.bounds()
             active = [g for g in range(self.n) if earliest[g] < bounds[g]]
@@ -398,9 +400,11 @@ class Coordinator:
                 self.inbox_min[g] = INF
             for g, reply in transport.step(requests).items():
                 self._absorb(g, reply)
-            self._hash_below(min(bounds))
-            if progress is not None:
-                progress(min(bounds), self.horizon)
+            done = min(bounds)
+            self._hash_below(done)
+            if progress is not None and done >= report_at:  # once per simulated second
+                progress(done, self.horizon)
+                report_at = done + _REPORT_EVERY
         self._hash_below(INF)
         finals = transport.finish()
         if self.block:
