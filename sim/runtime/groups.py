@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -197,7 +196,6 @@ class GroupWorker:
 
     def __init__(self, scenario_doc: dict, base_dir: str | None, actor_group: list[int],
                  me: int) -> None:
-        logging.getLogger().setLevel(logging.WARNING)
         sc = load_scenario(scenario_doc)
         self.topo, self.actors, _, self.metrics = build(sc, Path(base_dir) if base_dir else None)
         self.kernel = Kernel(hash_trace=False)

@@ -75,6 +75,10 @@ class RayGroup(GroupWorker):
     """A group as a Ray actor: ``listen`` opens its end of the channel, ``serve`` answers the
     coordinator's requests until it asks for the final state."""
 
+    def __init__(self, *args) -> None:
+        logging.getLogger().setLevel(logging.WARNING)  # a Ray worker: keep its log quiet
+        super().__init__(*args)
+
     def where(self) -> tuple[str, str]:
         import ray
 
