@@ -115,7 +115,8 @@ def compare(sc, placements, label: str) -> dict:
                 "groups": info["groups"], "windows": info["windows"],
                 "windows_per_s": round(info["windows"] / wall),
                 "events_per_window": round(r.summary["events"] / info["windows"], 1),
-                "batches_per_window": round(info["cross_group_batches"] / info["windows"], 2)}
+                "batches_per_window": round(info["cross_group_batches"] / info["windows"], 2),
+                "messages_per_window": round(info["cross_group_messages"] / info["windows"], 2)}
 
     rows["in-process groups (default)"] = row(run_groups(sc, placement="default"))
     for p in placements:
@@ -127,14 +128,15 @@ def compare(sc, placements, label: str) -> dict:
 def table(title: str, res: dict) -> None:
     print(f"\n{title}: {res['events']:,} events\n")
     print("| runtime | groups | wall s | ÷ local | windows | windows/s | events/window "
-          "| batches/window |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| batches/window | messages/window |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in res["rows"].items():
         if r["windows"] is None:
-            print(f"| {name} | 1 | {r['wall_s']} | 1.0 | | | | |")
+            print(f"| {name} | 1 | {r['wall_s']} | 1.0 | | | | | |")
             continue
         print(f"| {name} | {r['groups']} | {r['wall_s']} | {r['ratio']} | {r['windows']:,} "
-              f"| {r['windows_per_s']:,} | {r['events_per_window']} | {r['batches_per_window']} |")
+              f"| {r['windows_per_s']:,} | {r['events_per_window']} | {r['batches_per_window']} "
+              f"| {r['messages_per_window']} |")
 
 
 def main() -> None:

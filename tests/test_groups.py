@@ -130,3 +130,16 @@ def test_progress_is_reported_about_once_per_simulated_second():
     assert r.summary["sync"]["windows"] > 10 * len(calls)  # not once per round
     assert all(b - a >= 1_000_000 for a, b in itertools.pairwise(calls))
     assert len(calls) >= r.summary["sim_seconds"] - 1
+
+
+def test_cross_group_messages_are_exactly_the_deliveries_between_groups():
+    sc = load_scenario(path("race-vs-fallback"), SHORT["race-vs-fallback"])
+    trace = run_local(sc, trace=True).trace
+    for placement in ("default", "regions", "single"):
+        plan = plan_groups(sc, placement)[0]
+        group = plan.actor_group
+        crossing = sum(1 for _t, origin, _seq, target, _kind in trace
+                       if group[origin] != group[target])
+        r = run_groups(sc, placement=placement)
+        assert r.summary["sync"]["cross_group_messages"] == crossing
+        assert (crossing == 0) == (placement == "single")

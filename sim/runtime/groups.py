@@ -186,9 +186,9 @@ def plan_groups(sc: Scenario, placement: str, base_dir: Path | None = None):
     return GroupPlan(placement, order, actor_group, la, entry_paths(la)), topo, actors
 
 
-#: A group's answer to start/step: (outgoing batches [(group, msgpack bytes, earliest µs)],
-#: its next event time or -1, the keys it delivered in order).
-Reply = tuple[list[tuple[int, bytes, int]], int, list[int]]
+#: A group's answer to start/step: (outgoing batches [(group, msgpack bytes, earliest µs,
+#: message count)], its next event time or -1, the keys it delivered in order).
+Reply = tuple[list[tuple[int, bytes, int, int]], int, list[int]]
 
 
 class GroupWorker:
@@ -226,7 +226,7 @@ class GroupWorker:
         for g, entries in self.outbox.items():
             packed = msgpack.packb([(k >> TIME_SHIFT, k & _LOW, t, m) for k, t, m in entries],
                                    use_bin_type=True)
-            out.append((g, packed, min(entries)[0] >> TIME_SHIFT))
+            out.append((g, packed, min(entries)[0] >> TIME_SHIFT, len(entries)))
         self.outbox = {}
         heap = self.kernel.heap
         return out, heap[0][0] >> TIME_SHIFT if heap else -1, self.kernel.take_keys()
@@ -308,6 +308,7 @@ class Outcome:
     events: int
     windows: int
     batches: int
+    messages: int
     finals: list[dict]
 
 
@@ -330,15 +331,17 @@ class Coordinator:
         self.events = 0
         self.windows = 0
         self.batches = 0
+        self.messages = 0
         self.now = 0  # the earliest pending event when the current round began
 
     def _absorb(self, g: int, reply: Reply) -> None:
         out, nxt, keys = reply
         self.nexts[g] = INF if nxt < 0 else nxt
-        for h, blob, first in out:
+        for h, blob, first, count in out:
             self.inboxes[h].append(blob)
             if first < self.inbox_min[h]:
                 self.inbox_min[h] = first
+            self.messages += count
         self.batches += len(out)
         if keys:
             self.events += len(keys)
@@ -407,7 +410,8 @@ class Coordinator:
         finals = transport.finish()
         if self.block:
             self.hasher.update(str(self.block).encode())
-        return Outcome(self.hasher.hexdigest(), self.events, self.windows, self.batches, finals)
+        return Outcome(self.hasher.hexdigest(), self.events, self.windows, self.batches,
+                       self.messages, finals)
 
 
 def merge_finals(finals: list[dict]) -> Metrics:
@@ -442,4 +446,5 @@ def summarize_groups(sc: Scenario, topo, plan: GroupPlan, out: Outcome, *, backe
                             "lost_machines": sum(f["lost"] for f in out.finals),
                             "sync": {"placement": plan.placement, "groups": len(plan.names),
                                       "windows": out.windows, "lookahead_us": plan.lookahead,
-                                      "cross_group_batches": out.batches}})
+                                      "cross_group_batches": out.batches,
+                                      "cross_group_messages": out.messages}})
