@@ -9,7 +9,7 @@ with a fresh key handed over by Ray, and carries msgpack only (never pickle). Wh
 per round: a conservative run of the design card's shape needs one round per ~0.5-1 ms of dense
 virtual time (686k rounds for the full ``stripe-5min-outage``), and measured here (2 cores,
 6 groups) a round of actor calls costs 3-5 ms, a round of a Ray compiled graph 0.5-0.8 ms, and a
-round over direct channels 0.13-0.2 ms (benchmarks/ray_runtime.py).
+round over direct channels 0.13-0.25 ms (benchmarks/ray_runtime.py).
 """
 
 from __future__ import annotations
