@@ -142,6 +142,16 @@ def test_groups_reached_over_tcp_give_the_same_results(ray_session, locals_, mon
     from sim.runtime import ray as ray_runtime
 
     monkeypatch.setattr(ray_runtime, "_LOCAL_FAMILY", "AF_INET")
+    addresses = []
+
+    def client(address, **kw):
+        addresses.append(address)
+        return original(address, **kw)
+
+    original = ray_runtime.Client
+    monkeypatch.setattr(ray_runtime, "Client", client)
     sc = load_scenario(path("webhook-receiver-flapping"), TINY["webhook-receiver-flapping"])
     r = run_ray(sc, placement="default")
     assert r.trace_hash == locals_["webhook-receiver-flapping"].trace_hash
+    assert len(addresses) == r.summary["sync"]["groups"]
+    assert all(isinstance(a, tuple) and a[0] == "127.0.0.1" for a in addresses)
