@@ -235,6 +235,8 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runtime.groups import PLACEMENTS
+
     parser = argparse.ArgumentParser(
         prog="apidam",
         description="A deterministic reference engine and simulator of an API dam.",
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: RAY_ADDRESS "
                    "or a local Ray started for the run)")
     p.add_argument("--placement", default="default",
-                   choices=("default", "regions", "single", "per-actor"),
+                   choices=PLACEMENTS,
                    help="how actors are grouped onto Ray actors: default (a Ray actor per dam "
                         "region, one for gateway+limiters, one for dispatchers, one for the "
                         "world), regions (dispatchers join their region), single, per-actor")
