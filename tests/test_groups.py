@@ -21,7 +21,7 @@ from sim.runtime.groups import (
     GroupPlan,
     InProcess,
     entry_paths,
-    link_floors,
+    make_plan,
     plan_groups,
     run_groups,
 )
@@ -46,11 +46,10 @@ def test_summaries_equal_the_local_runtime():
     assert grouped.summary["sync"]["groups"] == 6  # control, 3 regions, dispatchers, world
 
 
-def _plan(sc, actor_group):
-    _plan_single, topo, actors = plan_groups(sc, "single")
-    n = max(actor_group) + 1
-    la = link_floors(topo, actors, actor_group, n)
-    return GroupPlan("custom", [f"g{i}" for i in range(n)], actor_group, la, entry_paths(la)), topo
+def _plan(sc, groups):
+    """A plan putting actor ``i`` in group ``groups[i]`` (any labels)."""
+    _single, topo, actors = plan_groups(sc, "single")
+    return make_plan("custom", [f"g{g}" for g in groups], topo, actors), topo
 
 
 def _run(sc, plan, topo):
@@ -68,8 +67,7 @@ def test_any_partition_of_the_actors_gives_the_local_results(doc, data):
     local = run_local(sc)
     n_actors = len(plan_groups(sc, "single")[0].actor_group)
     groups = data.draw(st.lists(st.integers(0, 3), min_size=n_actors, max_size=n_actors))
-    dense = {g: i for i, g in enumerate(dict.fromkeys(groups))}  # group ids 0..k-1, first-seen
-    plan, topo = _plan(sc, [dense[g] for g in groups])
+    plan, topo = _plan(sc, groups)
     out = _run(sc, plan, topo)
     assert out.trace_hash == local.trace_hash
     assert out.events == local.summary["events"]

@@ -41,7 +41,7 @@ from ..result import RunResult, summarize
 from ..scenario import Scenario, load_scenario
 
 __all__ = ["PLACEMENTS", "CausalityError", "Coordinator", "GroupFailure", "GroupPlan",
-           "GroupWorker", "InProcess", "Transport", "link_floors", "merge_finals",
+           "GroupWorker", "InProcess", "Transport", "link_floors", "make_plan", "merge_finals",
            "placement_groups", "plan_groups", "run_groups"]
 
 PLACEMENTS = ("default", "single", "per-actor", "regions")
@@ -175,15 +175,20 @@ class GroupPlan:
         return min((x for row in self.floors for x in row if x is not None), default=None)
 
 
+def make_plan(label: str, names: list[str], topo, actors: list) -> GroupPlan:
+    """The plan that puts actor ``i`` in the group called ``names[i]``."""
+    order = list(dict.fromkeys(names))
+    gid = {n: i for i, n in enumerate(order)}
+    actor_group = [gid[n] for n in names]
+    la = link_floors(topo, actors, actor_group, len(order))
+    return GroupPlan(label, order, actor_group, la, entry_paths(la))
+
+
 def plan_groups(sc: Scenario, placement: str, base_dir: Path | None = None):
     """``(plan, topo, actors)`` for ``sc`` under ``placement``."""
     topo, actors, groups, _metrics = build(sc, base_dir)
     names = placement_groups(placement, groups, actors)
-    order = sorted(set(names), key=names.index)
-    gid = {n: i for i, n in enumerate(order)}
-    actor_group = [gid[n] for n in names]
-    la = link_floors(topo, actors, actor_group, len(order))
-    return GroupPlan(placement, order, actor_group, la, entry_paths(la)), topo, actors
+    return make_plan(placement, names, topo, actors), topo, actors
 
 
 #: A group's answer to start/step: (outgoing batches [(group, msgpack bytes, earliest µs,
