@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Actor", "Kernel", "spawn_rngs"]
+__all__ = ["Actor", "Kernel", "fold_trace", "spawn_rngs"]
 
 ORIGIN_SHIFT = 28
 TIME_SHIFT = 40
@@ -32,6 +32,19 @@ _TRACE_BLOCK = 1 << 16
 def spawn_rngs(seed: int, n: int) -> list[np.random.Generator]:
     """One independent Generator per actor, spawned from the scenario seed in actor-id order."""
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def fold_trace(hasher, keys: list[int], *, final: bool) -> None:
+    """Fold delivered keys into the trace hash in fixed blocks, consuming them from ``keys``.
+
+    Fixed-size blocks make the hash depend only on the key sequence, not on when or by which
+    runtime it was folded; every runtime hashes through this one function."""
+    while len(keys) >= _TRACE_BLOCK:
+        hasher.update(str(keys[:_TRACE_BLOCK]).encode())
+        del keys[:_TRACE_BLOCK]
+    if final and keys:
+        hasher.update(str(keys).encode())
+        keys.clear()
 
 
 class Actor:
@@ -130,15 +143,7 @@ class Kernel:
         return n
 
     def _flush(self, final: bool) -> None:
-        # Fixed-size chunks, so the hash depends only on the event sequence, not on when
-        # (or by which runtime) it was flushed.
-        block = self._trace_block
-        while len(block) >= _TRACE_BLOCK:
-            self.hasher.update(str(block[:_TRACE_BLOCK]).encode())
-            del block[:_TRACE_BLOCK]
-        if final and block:
-            self.hasher.update(str(block).encode())
-            block.clear()
+        fold_trace(self.hasher, self._trace_block, final=final)
 
     def take_keys(self) -> list[int]:
         """The keys delivered since the last call (when ``hash_trace`` is off)."""

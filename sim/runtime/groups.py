@@ -35,7 +35,7 @@ import msgpack
 import msgspec
 
 from ..build import build
-from ..kernel import TIME_SHIFT, Kernel, spawn_rngs
+from ..kernel import TIME_SHIFT, Kernel, fold_trace, spawn_rngs
 from ..metrics import Metrics
 from ..result import RunResult, summarize
 from ..scenario import Scenario, load_scenario
@@ -47,7 +47,6 @@ __all__ = ["PLACEMENTS", "CausalityError", "Coordinator", "GroupFailure", "Group
 PLACEMENTS = ("default", "single", "per-actor", "regions")
 INF = 1 << 62
 _LOW = (1 << TIME_SHIFT) - 1
-_HASH_BLOCK = 1 << 16  # the kernel's trace block: the hash must match the local runtime's
 _REPORT_EVERY = 1_000_000  # µs of virtual time between progress reports
 
 
@@ -367,9 +366,7 @@ class Coordinator:
             block.extend(ready[0])
         elif ready:
             block.extend(heapq.merge(*ready))
-        while len(block) >= _HASH_BLOCK:
-            self.hasher.update(str(block[:_HASH_BLOCK]).encode())
-            del block[:_HASH_BLOCK]
+        fold_trace(self.hasher, block, final=False)
 
     def bounds(self) -> tuple[list[int], list[int]]:
         """Each group's earliest event and the time it may run to this round."""
@@ -413,8 +410,7 @@ class Coordinator:
                 report_at = done + _REPORT_EVERY
         self._hash_below(INF)
         finals = transport.finish()
-        if self.block:
-            self.hasher.update(str(self.block).encode())
+        fold_trace(self.hasher, self.block, final=True)
         return Outcome(self.hasher.hexdigest(), self.events, self.windows, self.batches,
                        self.messages, finals)
 
