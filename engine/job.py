@@ -179,6 +179,10 @@ class JobMachine:
         self._maybe_finish(now)
         return out
 
+    def retry_policy(self, branch: int):
+        """The retry policy of ``branch``'s arm (its codes classify the domain's health)."""
+        return self.arms[self.branches[branch].arm].spec.retry_policy
+
     @property
     def attempts(self) -> int:
         return sum(b.attempts for b in self.branches)

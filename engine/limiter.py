@@ -1,4 +1,5 @@
-"""The per-domain limiter: GCRA pacing + a concurrency cap + header adaptation + 429 pauses.
+"""The per-domain limiter: GCRA pacing + a concurrency cap + header adaptation + Retry-After
+pauses + failure feedback (circuit breaker, slow start, adaptive pace).
 
 One limiter per target domain (``scheme://host[:port]``), global across the dam's regions.
 
@@ -12,8 +13,14 @@ One limiter per target domain (``scheme://host[:port]``), global across the dam'
   (integer ≥ 1) replace the current values from that response on. Malformed or out-of-range
   values are ignored and counted in ``malformed_headers``. Optional floors/caps clamp them and an
   optional decay returns to the configured values after a quiet period (both off by default).
-* **Retry-After**: a 429 carrying ``Retry-After`` (delta seconds) pauses the whole domain until
-  ``now + Retry-After``.
+* **Retry-After**: a 429 or 503 carrying ``Retry-After`` (delta seconds, RFC 9110 §10.2.3)
+  pauses the whole domain until ``now + Retry-After``.
+* **Failure feedback** (:meth:`DomainLimiter.record`, one call per finished attempt): the
+  domain's :class:`~engine.breaker.CircuitBreaker` (no permit while open except paced probes),
+  slow start when it closes, and the CUBIC adaptive pace while the domain advertises no rate
+  (:mod:`engine.pacing`). The pace actually used is
+  ``min(rate, adaptive pace) × slow-start factor``, so it never exceeds the configured or
+  advertised rate.
 
 ``acquire(now)`` answers :data:`GRANTED`, :data:`BLOCKED` (at the concurrency cap: ask again after
 a release) or the earliest time (µs, > now) at which asking again can succeed.
@@ -25,6 +32,9 @@ import math
 from collections.abc import Mapping
 
 import msgspec
+
+from .breaker import BreakerConfig, BreakerState, CircuitBreaker, Verdict
+from .pacing import CubicPace, PacingConfig, slow_start_factor
 
 __all__ = ["BLOCKED", "GRANTED", "DomainLimiter", "LimiterConfig", "parse_retry_after"]
 
@@ -87,16 +97,26 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 class DomainLimiter:
-    __slots__ = ("_interval", "_last_mc", "_last_rps", "_last_signal", "config", "domain",
-                 "grants", "in_flight", "malformed_headers", "max_concurrent", "paused_until",
-                 "rate", "tat")
+    __slots__ = ("_cubic", "_interval", "_last_mc", "_last_rps", "_last_signal", "_ramp_end",
+                 "_ramp_start", "advertised", "breaker", "config", "domain", "grants",
+                 "in_flight", "malformed_headers", "max_concurrent", "pace", "pacing",
+                 "paused_until", "rate", "tat")
 
-    def __init__(self, domain: str, config: LimiterConfig | None = None) -> None:
+    def __init__(self, domain: str, config: LimiterConfig | None = None, *,
+                 breaker: BreakerConfig | None = None,
+                 pacing: PacingConfig | None = None) -> None:
         self.domain = domain
         self.config = config or LimiterConfig()
-        self.rate = self.config.rate
+        bc = breaker or BreakerConfig()
+        self.breaker = CircuitBreaker(bc) if bc.enabled else None
+        self.pacing = pacing or PacingConfig()
+        self.rate = self.config.rate  # configured or advertised
+        self.advertised = False  # an X-EZTHROTTLE-RPS is in force
+        self._cubic = CubicPace(self.rate, self.pacing) if self.pacing.adaptive else None
+        self.pace = self.rate  # the rate used: min(rate, adaptive pace)
         self.max_concurrent = self.config.max_concurrent
-        self._interval = _interval(self.rate)
+        self._interval = _interval(self.pace)
+        self._ramp_start = self._ramp_end = 0  # slow start in [start, end)
         self.tat = 0  # theoretical arrival time of the next conforming start
         self.in_flight = 0
         self.paused_until = 0
@@ -107,21 +127,46 @@ class DomainLimiter:
         self._last_mc: str | None = None
 
     def acquire(self, now: int) -> int:
-        """Take a permit if pacing, pause and concurrency allow; else say when to ask again."""
+        """Take a permit if pause, breaker, concurrency and pacing allow; else say when to ask
+        again (:data:`BLOCKED`: after a permit comes back)."""
         if self._last_signal is not None and self.config.decay_after_us is not None \
                 and now - self._last_signal >= self.config.decay_after_us:
             self._reset_to_config()
         if now < self.paused_until:
             return self.paused_until
+        b = self.breaker
+        if b is not None:
+            at = b.admit(now, self.in_flight)
+            if at:
+                return at
         if self.in_flight >= self.max_concurrent:
             return BLOCKED
-        allowed_at = self.tat - (self.config.burst - 1) * self._interval
+        interval = self._interval
+        if now < self._ramp_end:
+            interval = _interval(self.pace * slow_start_factor(now, self._ramp_start,
+                                                               self.pacing))
+        allowed_at = self.tat - (self.config.burst - 1) * interval
         if now < allowed_at:
             return allowed_at
-        self.tat = (self.tat if self.tat > now else now) + self._interval
+        self.tat = (self.tat if self.tat > now else now) + interval
         self.in_flight += 1
         self.grants += 1
+        if b is not None:
+            b.on_grant(now)
         return GRANTED
+
+    def current_pace(self, now: int) -> float:
+        """The pace (requests/s) a start at ``now`` is held to; 0 while the breaker is open or
+        the domain is paused."""
+        if now < self.paused_until:
+            return 0.0
+        b = self.breaker
+        if b is not None and b.state is not BreakerState.CLOSED:
+            return 0.0 if b.state is BreakerState.OPEN and now < b.open_until \
+                else 1e6 / max(1, b.config.probe_interval_us)
+        if now < self._ramp_end:
+            return self.pace * slow_start_factor(now, self._ramp_start, self.pacing)
+        return self.pace
 
     def next_allowed(self, now: int) -> int:
         """Earliest time ≥ now at which pacing and pause would allow a start (ignores the cap)."""
@@ -133,8 +178,29 @@ class DomainLimiter:
             raise RuntimeError(f"release without a permit on {self.domain}")
         self.in_flight -= 1
 
+    def reclaim(self, n: int) -> None:
+        """``n`` permits are gone without an answer (their region died): forget them."""
+        if not 0 <= n <= self.in_flight:
+            raise RuntimeError(f"reclaim {n} of {self.in_flight} permits on {self.domain}")
+        self.in_flight -= n
+
+    def record(self, now: int, verdict: Verdict, status: int | None = None) -> None:
+        """Failure feedback from one finished attempt (call after :meth:`release`)."""
+        b = self.breaker
+        if b is not None and b.record(now, verdict) and self.pacing.slow_start_us > 0:
+            self._ramp_start = now
+            self._ramp_end = now + self.pacing.slow_start_us
+        cubic = self._cubic
+        if cubic is None or self.advertised:
+            return
+        if status == 429 or status == 503:
+            cubic.on_throttle(now)
+        elif verdict != Verdict.SUCCESS or not cubic.on_success(now):
+            return
+        self._update_pace()
+
     def observe(self, now: int, status: int | None, headers: Mapping[str, str] | None) -> None:
-        """Learn from a response: adaptation headers and 429 Retry-After pauses."""
+        """Learn from a response: adaptation headers and 429/503 Retry-After pauses."""
         if not headers:
             return
         rps = _header(headers, RPS_HEADER)
@@ -149,7 +215,7 @@ class DomainLimiter:
                 self._last_signal = now
             else:
                 self._set_concurrency(mc, now)
-        if status == 429:
+        if status == 429 or status == 503:
             ra = _header(headers, "retry-after")
             if ra is not None:
                 delay = parse_retry_after(ra)
@@ -172,17 +238,26 @@ class DomainLimiter:
             value = max(value, c.min_rate)
         if c.max_rate is not None:
             value = min(value, c.max_rate)
+        self.advertised = True  # the server said what it takes: the adaptive pace stands down
         self._apply_rate(value)
         self._last_signal = now
         self._last_rps = raw
 
     def _apply_rate(self, value: float) -> None:
-        new = _interval(value)
+        self.rate = value
+        self._update_pace()
+
+    def _update_pace(self) -> None:
+        cubic = self._cubic
+        pace = self.rate
+        if cubic is not None and not self.advertised and cubic.rate < pace:
+            pace = cubic.rate
+        new = _interval(pace)
         # Re-base the next start on the *new* interval, so a lowered rate holds from now on.
         if self.grants:
             self.tat += new - self._interval
         self._interval = new
-        self.rate = value
+        self.pace = pace
 
     def _set_concurrency(self, raw: str, now: int) -> None:
         s = raw.strip() if isinstance(raw, str) else ""
@@ -204,6 +279,9 @@ class DomainLimiter:
 
     def _reset_to_config(self) -> None:
         self._last_rps = self._last_mc = None
+        self.advertised = False
+        if self._cubic is not None:
+            self._cubic = CubicPace(self.config.rate, self.pacing)
         self._apply_rate(self.config.rate)
         self.max_concurrent = self.config.max_concurrent
         self._last_signal = None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.breaker import BreakerConfig
 from engine.limiter import LimiterConfig
+from engine.pacing import PacingConfig
 from engine.retry import Backoff
 from engine.spec import JobSpec, domain_of, parse_job
 
@@ -55,6 +57,15 @@ class Topology:
         lc = sc.dam.limiter
         self.limiter_config = LimiterConfig(rate=lc.rate, burst=lc.burst,
                                             max_concurrent=lc.max_concurrent)
+        br, pc = sc.dam.breaker, sc.dam.pacing
+        self.breaker_config = BreakerConfig(
+            enabled=br.enabled, failure_rate=br.failure_rate, window_calls=br.window_calls,
+            window_us=us(br.window), min_calls=br.min_calls, open_us=us(br.open),
+            max_open_us=us(br.max_open), probes=br.probes,
+            probe_interval_us=us(br.probe_interval))
+        self.pacing_config = PacingConfig(
+            slow_start_us=us(pc.slow_start), slow_start_floor=pc.slow_start_floor,
+            adaptive=pc.adaptive, min_rate=pc.min_rate, beta=pc.beta, scale=pc.scale)
         self.tier = sc.dam.tier
         secret = sc.dam.webhook_secret
         self.secret_for = (lambda _c: secret) if secret else None

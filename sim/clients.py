@@ -6,6 +6,9 @@
   costs 1 token, a success earns ``token_ratio``; retries only while tokens > max/2) and Google
   SRE adaptive throttling (reject locally with p = max(0, (requests − K·accepts)/(requests + 1))
   over a sliding window).
+  The peers' policies can be added to any DIY client (``sim.policies``): honouring
+  ``Retry-After``, the AWS SDKs' retry quota (standard mode) and client-side CUBIC rate limiter
+  (adaptive mode), Envoy's concurrent retry budget, a Resilience4j circuit breaker.
 * ``performance``: every job is submitted to the dam's gateway.
 * ``frugal``: one local attempt first (timeout ``local_timeout``); a status in
   ``fallback_on_error`` or a network error forwards the job to the dam; another status fails it.
@@ -21,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.breaker import Verdict, verdict
 from engine.retry import Backoff, BlockRandom
 
 from .kernel import Actor
 from .metrics import Metrics
+from .policies import ClientBreaker, ClientRateLimiter, ConcurrentRetryBudget, RetryQuota
 from .scenario import ScenarioError, Workload, parse_duration
 
 __all__ = ["Client", "arrival_times"]
@@ -112,6 +117,21 @@ class Client(Actor):
             self.win_req = [0] * self.win_n
             self.win_acc = [0] * self.win_n
             self.win_sec = -1
+        if w.strategy != "diy":  # the DIY section configures DIY clients only
+            d = type(d)()
+        self.honor_retry_after = d.honor_retry_after
+        q = d.retry_quota
+        self.quota = RetryQuota(q.max_tokens, q.retry_cost, q.timeout_cost,
+                                q.success_refund) if q else None
+        rl = d.rate_limiter
+        self.rate_limiter = ClientRateLimiter(rl.beta, rl.scale, rl.min_rate,
+                                              rl.smoothing) if rl else None
+        cb = d.concurrent_retry_budget
+        self.retry_budget = ConcurrentRetryBudget(cb.percent, cb.min_concurrency) if cb \
+            else None
+        br = d.breaker
+        self.breaker = ClientBreaker(br.failure_rate, br.window_calls, br.min_calls,
+                                     parse_duration(br.open), br.half_open_calls) if br else None
         self.fallback_codes = frozenset(w.frugal.fallback_on_error)
         self.jobs: dict[int, list] = {}
         self.waiting: deque = deque()
@@ -133,6 +153,8 @@ class Client(Actor):
             self._arrive(msg[1], now)
         elif kind == "retry":
             self._attempt(msg[1], now)
+        elif kind == "send":
+            self._send_attempt(msg[1], now)
         elif kind == "tick":
             self._tick(now)
 
@@ -164,7 +186,7 @@ class Client(Actor):
     def _arrive(self, n: int, now: int) -> None:
         self.metrics.add("jobs", self.index)
         if self.strategy == "frugal":
-            self.jobs[n] = [0, now, 0, now]
+            self.jobs[n] = [0, now, 0, now, 0, False]
             self._send_attempt(n, now)
             return
         if self.active < self.cap:
@@ -176,7 +198,9 @@ class Client(Actor):
         self.active += 1
         if self.active > self.metrics.peak_concurrency[self.index]:
             self.metrics.peak_concurrency[self.index] = self.active
-        self.jobs[n] = [0, arrived, 0, now]  # attempts, arrived_at, prev_delay, started_at
+        # attempts, arrived_at, prev_delay, started_at, quota paid for the retry, holds a
+        # concurrent-retry-budget slot
+        self.jobs[n] = [0, arrived, 0, now, 0, False]
         self._attempt(n, now)
 
     # -- attempts ------------------------------------------------------------------------------
@@ -187,26 +211,55 @@ class Client(Actor):
             p = max(0.0, (req - self.adaptive.k * acc) / (req + 1))
             self._count(now, req=1)
             if p > 0 and self.u.random() < p:
-                st[0] += 1
-                self.metrics.add("client_rejects", self.index)
-                self._failed_attempt(n, st, now)
+                self._rejected(n, st, now)
+                return
+        if self.breaker is not None and not self.breaker.allow(now):
+            self._rejected(n, st, now)
+            return
+        if self.rate_limiter is not None:
+            wait = self.rate_limiter.delay(now)
+            if wait > 0:
+                self.send(self.id, now + wait, ("send", n))
                 return
         self._send_attempt(n, now)
+
+    def _rejected(self, n: int, st: list, now: int) -> None:
+        """The client's own throttle or breaker refused the attempt: it fails locally."""
+        st[0] += 1
+        self.metrics.add("client_rejects", self.index)
+        self._release_retry_slot(st)
+        self._failed_attempt(n, st, now)
+
+    def _release_retry_slot(self, st: list) -> None:
+        if st[5]:
+            st[5] = False
+            self.retry_budget.retries -= 1
 
     def _send_attempt(self, n: int, now: int) -> None:
         st = self.jobs[n]
         st[0] += 1
+        if self.retry_budget is not None:
+            self.retry_budget.active += 1
         self.metrics.add("egress_bytes", self.index, self.nbytes)
         self.send(self.upstream, now + self.link_up,
                   ("req", self.id, n, self.logical_base | n, self.region, now + self.timeout,
                    self.idem, self.nbytes, self.index))
 
     def _on_resp(self, msg: tuple, now: int) -> None:
-        _, n, status, error, _retry_after, _headers = msg
+        _, n, status, error, retry_after, _headers = msg
         st = self.jobs.get(n)
         if st is None:
             return
         ok = status is not None and 200 <= status <= 299
+        if self.retry_budget is not None:
+            self.retry_budget.active -= 1
+            self._release_retry_slot(st)
+        if self.rate_limiter is not None:
+            self.rate_limiter.on_response(now, status == 429 or status == 503)
+        if self.breaker is not None:
+            self.breaker.record(now, verdict(status, error, None) == Verdict.FAILURE)
+        if ok and self.quota is not None:
+            self.quota.on_success(st[4])
         if self.strategy == "frugal":
             del self.jobs[n]
             if ok:
@@ -230,15 +283,31 @@ class Client(Actor):
         if ok:
             self._done(n, st, True, now)
         else:
-            self._failed_attempt(n, st, now)
+            self._failed_attempt(n, st, now, retry_after if status in (429, 503) else 0,
+                                 error == "timeout")
 
-    def _failed_attempt(self, n: int, st: list, now: int) -> None:
+    def _failed_attempt(self, n: int, st: list, now: int, retry_after: int = 0,
+                        timed_out: bool = False) -> None:
         if st[0] > self.retries:
             self._done(n, st, False, now)
             return
         if self.budget is not None and self.tokens <= self.budget.max_tokens / 2:
-            self.metrics.add("budget_denied", self.index)
-            self._done(n, st, False, now)
+            self._denied(n, st, now)
+            return
+        if self.quota is not None:
+            paid = self.quota.take(timed_out)
+            if paid is None:
+                self._denied(n, st, now)
+                return
+            st[4] = paid
+        if self.retry_budget is not None:
+            if not self.retry_budget.allow_retry():
+                self._denied(n, st, now)
+                return
+            st[5] = True
+        if self.honor_retry_after and retry_after > 0:
+            st[2] = retry_after
+            self.send(self.id, now + retry_after, ("retry", n))
             return
         delay = self.backoff.delay(st[0] - 1, st[2], self.u)
         st[2] = delay
@@ -246,6 +315,11 @@ class Client(Actor):
             self._attempt(n, now)
         else:
             self.send(self.id, now + delay, ("retry", n))
+
+    def _denied(self, n: int, st: list, now: int) -> None:
+        """A retry budget or quota refused the retry: the job fails now."""
+        self.metrics.add("budget_denied", self.index)
+        self._done(n, st, False, now)
 
     def _done(self, n: int, st: list, ok: bool, now: int) -> None:
         del self.jobs[n]

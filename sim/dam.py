@@ -21,6 +21,7 @@ from collections import deque
 import msgspec
 
 from engine.billing import BillingAccount
+from engine.breaker import BreakerState, verdict
 from engine.errors import CapReached, SpecError
 from engine.events import (
     AskPermit,
@@ -274,8 +275,9 @@ class Region(Actor):
     def _on_resp(self, msg: tuple, now: int) -> None:
         _, tag, status, error, retry_after, headers = msg
         job_id, branch, attempt, d = tag
-        self._release(d, status, retry_after, headers, now)
         entry = self.machines.get(job_id)
+        policy = entry[0].retry_policy(branch) if entry is not None else None
+        self._release(d, status, retry_after, headers, now, verdict(status, error, policy))
         if entry is None:
             return
         h = None
@@ -284,9 +286,11 @@ class Region(Actor):
         ev = AttemptFinished(branch, attempt, status=status, headers=h, error=error)
         self._run(entry, entry[0].handle(ev, now), now)
 
-    def _release(self, d: int, status, retry_after: int, headers, now: int) -> None:
+    def _release(self, d: int, status, retry_after: int, headers, now: int,
+                 outcome=None) -> None:
+        """Give a permit back; ``outcome`` (a breaker Verdict) when an attempt used it."""
         self.send(self.topo.limiter_by_idx[d], now + self.to_lim,
-                  ("release", self.id, status, retry_after, headers))
+                  ("release", self.id, status, retry_after, headers, outcome))
 
     def _run(self, entry: tuple, cmds: list, now: int) -> None:
         m, w, _arrived, logical, nbytes = entry
@@ -339,7 +343,10 @@ class LimiterActor(Actor):
         self.name = f"limiter:{domain}"
         self.topo = topo
         self.metrics = metrics
-        self.limiter = DomainLimiter(domain, topo.limiter_config)
+        self.limiter = DomainLimiter(domain, topo.limiter_config, breaker=topo.breaker_config,
+                                     pacing=topo.pacing_config)
+        self.breaker = self.limiter.breaker
+        self._state = BreakerState.CLOSED
         self.queue: deque = deque()
         self.pending: dict[tuple, int] = {}
         self.held: dict[int, int] = {}
@@ -360,14 +367,19 @@ class LimiterActor(Actor):
             self.queue.append((region, job_id, branch))
             self._drain(now)
         elif kind == "release":
-            _, region, status, retry_after, headers = msg
+            _, region, status, retry_after, headers, outcome = msg
+            lim = self.limiter
             if self.held.get(region, 0) > 0:
                 self.held[region] -= 1
-                self.limiter.release(now)
-            if headers or status == 429:
-                if status == 429 and retry_after:
+                lim.release(now)
+            if headers or retry_after:
+                if retry_after and (status == 429 or status == 503):
                     headers = {**(headers or {}), "retry-after": str(retry_after / 1e6)}
-                self.limiter.observe(now, status, headers)
+                lim.observe(now, status, headers)
+            if outcome is not None:
+                lim.record(now, outcome, status)
+                if self.breaker is not None and self.breaker.state is not self._state:
+                    self._breaker_moved(now)
             self._drain(now)
         elif kind == "wake":
             if self.wake_at is not None and now >= self.wake_at:
@@ -378,8 +390,7 @@ class LimiterActor(Actor):
         elif kind == "reclaim":
             region = msg[1]
             self.down.add(region)
-            n = self.held.pop(region, 0)
-            self.limiter.in_flight -= n
+            self.limiter.reclaim(self.held.pop(region, 0))
             self._drain(now)
         elif kind == "restore":
             self.down.discard(msg[1])
@@ -408,12 +419,23 @@ class LimiterActor(Actor):
                     self.wake_at = r
                     self.send(self.id, r, ("wake",))
                 break
+        if self.breaker is not None and self.breaker.state is not self._state:
+            self._breaker_moved(now)
         self.metrics.backlog(self.d, now, len(q))
+
+    def _breaker_moved(self, now: int) -> None:
+        """Report a breaker state change (open / half-open / closed) to the metrics."""
+        b = self.breaker
+        self._state = b.state
+        self.metrics.breaker(self.d, now, int(b.state), b.opens, b.reopens, b.probe_attempts,
+                             b.open_us_total, b.opened_at, self.limiter.current_pace(now))
 
 
     def _grant(self, region: int, job_id: str, branch: int, now: int) -> None:
         self.held[region] = self.held.get(region, 0) + 1
-        self.metrics.permit(self.d, now, len(self.queue))
+        self.metrics.permit(self.d, now, len(self.queue), self.limiter.current_pace(now))
+        if self.breaker is not None and self.breaker.state is BreakerState.HALF_OPEN:
+            self._breaker_moved(now)  # a probe: keep the probe count current
         self.send(region, now + self.topo.region_lat_from_gateway[region],
                   ("grant", job_id, branch, self.d))
 

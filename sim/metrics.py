@@ -28,6 +28,12 @@ class Metrics:
         self.dam_domain_series = [[0] * n for _ in range(nd)]
         self.permit_series = [[0] * n for _ in range(nd)]
         self.backlog_max = [[0] * n for _ in range(nd)]
+        # the pace (requests/s) last in force in each second; -1 = no sample (forward-filled)
+        self.pace_series = [[-1.0] * n for _ in range(nd)]
+        self.breaker_state_max = [[0] * n for _ in range(nd)]  # 0 closed, 1 half-open, 2 open
+        # per domain, a snapshot taken at every breaker change: opens, reopens, probe attempts,
+        # open µs of finished spells, start of the live spell (-1: closed)
+        self.breakers = [[0, 0, 0, 0, -1] for _ in range(nd)]
         self.outcomes = [Counter() for _ in range(nw)]
         self.count = {k: [0] * nw for k in (
             "jobs", "deduped", "refused", "succeeded", "failed", "children", "forwarded",
@@ -59,11 +65,20 @@ class Metrics:
     def duplicate(self, w: int) -> None:
         self.count["duplicates"][w] += 1
 
-    def permit(self, d: int, now: int, backlog: int) -> None:
+    def permit(self, d: int, now: int, backlog: int, pace: float) -> None:
         sec = min(now // S, self.n - 1)
         self.permit_series[d][sec] += 1
+        self.pace_series[d][sec] = pace
         if backlog > self.backlog_max[d][sec]:
             self.backlog_max[d][sec] = backlog
+
+    def breaker(self, d: int, now: int, state: int, opens: int, reopens: int, probes: int,
+                open_us: int, open_since: int, pace: float) -> None:
+        sec = min(now // S, self.n - 1)
+        self.breakers[d] = [opens, reopens, probes, open_us, open_since]
+        self.pace_series[d][sec] = pace
+        if state > self.breaker_state_max[d][sec]:
+            self.breaker_state_max[d][sec] = state
 
     def backlog(self, d: int, now: int, backlog: int) -> None:
         sec = min(now // S, self.n - 1)
@@ -90,6 +105,14 @@ class Metrics:
             for i, v in enumerate(b):
                 if v > a[i]:
                     a[i] = v
+        for series in ("pace_series", "breaker_state_max"):
+            for a, b in zip(getattr(self, series), getattr(other, series), strict=True):
+                for i, v in enumerate(b):
+                    if v > a[i]:
+                        a[i] = v
+        for d, snap in enumerate(other.breakers):
+            if snap != [0, 0, 0, 0, -1]:  # one group owns each domain's limiter
+                self.breakers[d] = list(snap)
         for a, b in zip(self.outcomes, other.outcomes, strict=True):
             a.update(b)
         for k, v in other.count.items():
@@ -109,6 +132,8 @@ class Metrics:
             "workloads": self.workloads, "domains": self.domains, "n": self.n,
             "attempts_series": self.attempts_series, "dam_domain_series": self.dam_domain_series,
             "permit_series": self.permit_series, "backlog_max": self.backlog_max,
+            "pace_series": self.pace_series, "breaker_state_max": self.breaker_state_max,
+            "breakers": self.breakers,
             "outcomes": [{str(k): v for k, v in c.items()} for c in self.outcomes],
             "count": self.count, "peak_concurrency": self.peak_concurrency,
             "latency": [a.tobytes() for a in self.latency],
@@ -123,6 +148,9 @@ class Metrics:
         m.dam_domain_series = st["dam_domain_series"]
         m.permit_series = st["permit_series"]
         m.backlog_max = st["backlog_max"]
+        m.pace_series = st["pace_series"]
+        m.breaker_state_max = st["breaker_state_max"]
+        m.breakers = st["breakers"]
         m.outcomes = [Counter({(int(k) if k.isdigit() else k): v for k, v in c.items()})
                       for c in st["outcomes"]]
         m.count = st["count"]
@@ -140,4 +168,19 @@ class Metrics:
             "dam_attempts_per_s_by_domain": np.array(self.dam_domain_series, dtype=np.int64),
             "permits_per_s_by_domain": np.array(self.permit_series, dtype=np.int64),
             "backlog_max_by_domain": np.array(self.backlog_max, dtype=np.int64),
+            "pace_by_domain": _forward_fill(np.array(self.pace_series, dtype=np.float64)),
+            "breaker_state_by_domain": np.array(self.breaker_state_max, dtype=np.int8),
         }
+
+
+def _forward_fill(a: np.ndarray) -> np.ndarray:
+    """Replace the -1 gaps of each row by the last sample before them (NaN before the first)."""
+    out = a.copy()
+    for row in out:
+        have = row >= 0
+        idx = np.where(have, np.arange(row.size), 0)
+        np.maximum.accumulate(idx, out=idx)
+        filled = row[idx]
+        filled[~have & (idx == 0) & ~have[0]] = np.nan
+        row[:] = filled
+    return out

@@ -53,11 +53,16 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
                   _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
     console.print(t)
     d = Table(title="Domains (the dam's traffic)", header_style="bold")
-    for col in ("domain", "permits", "dam attempts", "max attempts/s", "max backlog"):
+    for col in ("domain", "permits", "dam attempts", "max attempts/s", "max backlog",
+                "breaker opens", "open", "probes"):
         d.add_column(col, justify="left" if col == "domain" else "right")
     for name, v in s["domains"].items():
+        opens = v.get("breaker_opens", 0)
+        reopens = v.get("breaker_reopens", 0)
         d.add_row(name, f"{v['permits']:,}", f"{v['attempts']:,}", f"{v['max_rate_1s']:,}",
-                  f"{v['backlog_max']:,}")
+                  f"{v['backlog_max']:,}",
+                  f"{opens:,}" + (f" (+{reopens:,} re)" if reopens else ""),
+                  f"{v.get('open_seconds', 0.0):,.1f}s", f"{v.get('probe_attempts', 0):,}")
     console.print(d)
 
 
@@ -117,4 +122,14 @@ def plot(result: RunResult, out: Path) -> list[Path]:
     over_time(result.arrays["backlog_max_by_domain"], list(s["domains"]),
               "jobs waiting for a permit, per domain (max per second)", "backlog",
               "backlog.png", 4.5)
+    pace = result.arrays.get("pace_by_domain")
+    if pace is not None:
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        for row, label in zip(pace[:, :horizon], list(s["domains"]), strict=True):
+            ax.step(np.arange(row.size), row, where="post", label=label, lw=1.2)
+        _shade(ax, s["outages"])
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set(title=f"{s['scenario']}: the dam's pace per domain (0 while its breaker is open)",
+               xlabel="time (s)", ylabel="requests / s (symlog)")
+        finish(fig, ax, "pace.png", "lower right")
     return files

@@ -115,11 +115,19 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
     for d, dom in enumerate(topo.domains):
         permits = int(arrays["permits_per_s_by_domain"][d].sum())
         dam_attempts = int(arrays["dam_attempts_per_s_by_domain"][d].sum())
+        opens, reopens, probes, open_us, open_since = metrics.breakers[d]
+        if open_since >= 0:  # still open (or half-open) when the run ended
+            open_us += max(0, sim_us - open_since)
         domains[dom] = {
             "permits": permits,
             "attempts": dam_attempts,
             "max_rate_1s": int(arrays["dam_attempts_per_s_by_domain"][d].max()),
             "backlog_max": int(arrays["backlog_max_by_domain"][d].max()),
+            "breaker_opens": opens,
+            "breaker_reopens": reopens,
+            "open_seconds": round(open_us / S, 3),
+            "probe_attempts": probes,
+            "breaker_open_at_end": open_since >= 0,
         }
     for i in range(len(sc.workloads)):
         arrays[f"latency_ms/{sc.workloads[i].name}"] = np.frombuffer(

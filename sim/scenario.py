@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 import msgspec.inspect
 
+from engine.breaker import BreakerConfig
 from engine.errors import ApidamError
+from engine.pacing import PacingConfig
 from engine.retry import BACKOFF_KINDS
 from engine.spec import SpecError, domain_of, parse_job
 
@@ -34,6 +36,7 @@ Rate = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Share = Annotated[float, msgspec.Meta(gt=0, le=1)]
 
 _UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 
@@ -47,6 +50,14 @@ class ScenarioError(ApidamError):
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
+
+
+def format_duration(us: int) -> str:
+    """The inverse of :func:`parse_duration` for whole units: 5000000 → ``"5s"``."""
+    for unit in ("h", "m", "s", "ms"):
+        if us and us % _UNITS[unit] == 0:
+            return f"{us // _UNITS[unit]}{unit}"
+    return f"{us}us"
 
 
 def parse_duration(text: str) -> int:
@@ -133,6 +144,41 @@ class Adaptive(_S, kw_only=True):
     window: Duration = "2m"
 
 
+class RetryQuota(_S, kw_only=True):
+    """AWS SDK standard mode's retry quota (defaults: the SDKs')."""
+
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 500
+    retry_cost: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 5
+    timeout_cost: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10
+    success_refund: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1
+
+
+class RateLimiter(_S, kw_only=True):
+    """AWS SDK adaptive mode's client-side rate limiter (CUBIC; defaults: the SDKs')."""
+
+    beta: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.7
+    scale: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 0.4
+    min_rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 0.5
+    smoothing: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
+
+
+class ConcurrentRetryBudget(_S, kw_only=True):
+    """Envoy's retry budget (defaults: Envoy's)."""
+
+    percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 20.0
+    min_concurrency: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 3
+
+
+class ClientBreakerCfg(_S, kw_only=True):
+    """A Resilience4j circuit breaker in the client (defaults: Resilience4j's)."""
+
+    failure_rate: Share = 0.5
+    window_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    min_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    open: Duration = "60s"
+    half_open_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10
+
+
 class Diy(_S, kw_only=True):
     retries: NonNegInt = 3
     backoff: BackoffCfg = BackoffCfg()
@@ -141,6 +187,11 @@ class Diy(_S, kw_only=True):
     idempotency_key: bool = False
     budget: Budget | None = None
     adaptive: Adaptive | None = None
+    honor_retry_after: bool = False
+    retry_quota: RetryQuota | None = None
+    rate_limiter: RateLimiter | None = None
+    concurrent_retry_budget: ConcurrentRetryBudget | None = None
+    breaker: ClientBreakerCfg | None = None
 
 
 class Frugal(_S, kw_only=True):
@@ -178,6 +229,35 @@ class Limiter(_S, kw_only=True):
     max_concurrent: PosInt = 2
 
 
+_BREAKER = BreakerConfig()
+_PACING = PacingConfig()
+
+
+class Breaker(_S, kw_only=True):
+    """``[dam.breaker]``: the per-domain circuit breaker (defaults: ``engine.breaker``)."""
+
+    enabled: bool = _BREAKER.enabled
+    failure_rate: Share = _BREAKER.failure_rate
+    window_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = _BREAKER.window_calls
+    window: Duration = format_duration(_BREAKER.window_us)
+    min_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = _BREAKER.min_calls
+    open: Duration = format_duration(_BREAKER.open_us)
+    max_open: Duration = format_duration(_BREAKER.max_open_us)
+    probes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = _BREAKER.probes
+    probe_interval: Duration = format_duration(_BREAKER.probe_interval_us)
+
+
+class Pacing(_S, kw_only=True):
+    """``[dam.pacing]``: slow start and the adaptive pace (defaults: ``engine.pacing``)."""
+
+    slow_start: Duration = format_duration(_PACING.slow_start_us)
+    slow_start_floor: Share = _PACING.slow_start_floor
+    adaptive: bool = _PACING.adaptive
+    min_rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = _PACING.min_rate
+    beta: Annotated[float, msgspec.Meta(gt=0, lt=1)] = _PACING.beta
+    scale: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = _PACING.scale
+
+
 class Dam(_S, kw_only=True):
     regions: list[Name] = msgspec.field(default_factory=lambda: ["iad"])
     gateway_region: str | None = None
@@ -187,6 +267,8 @@ class Dam(_S, kw_only=True):
     webhook_schedule: list[Duration] = msgspec.field(
         default_factory=lambda: ["0s", "1s", "5s", "30s", "2m", "10m", "30m", "1h"])
     limiter: Limiter = Limiter()
+    breaker: Breaker = Breaker()
+    pacing: Pacing = Pacing()
     backoff: BackoffCfg = BackoffCfg()
     outages: list[RegionOutage] = msgspec.field(default_factory=list)
     webhook_secret: str | None = None
@@ -349,6 +431,14 @@ def _checks(sc: Scenario) -> None:
     for name in ("attempt_timeout", "webhook_timeout"):
         if dur("", getattr(sc.dam, name)) < 4 * max_link_us(sc):
             err(f"$.dam.{name}", "must be at least 4x the largest link latency")
+    br = sc.dam.breaker
+    if br.min_calls > br.window_calls:
+        err("$.dam.breaker.min_calls", f"must be <= window_calls ({br.window_calls})")
+    for name in ("window", "open"):
+        if dur("", getattr(br, name)) <= 0:
+            err(f"$.dam.breaker.{name}", "must be > 0")
+    if dur("", br.max_open) < dur("", br.open):
+        err("$.dam.breaker.max_open", f"must be >= open ({br.open})")
     if sc.dam.backoff.kind not in BACKOFF_KINDS:
         err("$.dam.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
     if sc.dam.webhook_secret is not None and len(sc.dam.webhook_secret) < 16:
@@ -412,6 +502,13 @@ def _checks(sc: Scenario) -> None:
             err(f"{p}.arrivals.file", "trace arrivals need a CSV file of timestamps")
         if w.diy.backoff.kind not in BACKOFF_KINDS:
             err(f"{p}.diy.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
+        cb = w.diy.breaker
+        if cb is not None:
+            if cb.min_calls > cb.window_calls:
+                err(f"{p}.diy.breaker.min_calls",
+                    f"must be <= window_calls ({cb.window_calls})")
+            if dur("", cb.open) <= 0:
+                err(f"{p}.diy.breaker.open", "must be > 0")
         if dur("", w.diy.timeout) < 4 * max_link_us(sc):
             err(f"{p}.diy.timeout", "must be at least 4x the largest link latency")
         if dur("", w.frugal.local_timeout) < 4 * max_link_us(sc):

@@ -82,8 +82,19 @@ def test_frugal_forwards_only_on_fallback_codes(status, forwarded):
         up["outages"] = [{"start": "0s", "end": "1h", "statuses": {str(status): 1.0}}]
     sc = scenario({"strategy": "frugal", "arrivals": {"process": "constant", "rate": 10.0},
                    "step": {"retry_policy": {"max_retries": 1}}}, up)
-    w = run_local(sc).summary["workloads"]["w"]
+    r = run_local(sc).summary
+    w = r["workloads"]["w"]
     assert w["forwarded"] == forwarded and w["jobs"] == 200
+    if status == 503:
+        # The API never recovers: the dam's breaker holds the forwarded jobs (they wait, with
+        # their retries unspent) instead of burning them; a handful of attempts reach the API.
+        assert w["pending"] > 150 and w["failed"] < 50
+        assert r["domains"]["https://api.example"]["breaker_open_at_end"]
+        assert w["dam_attempts"] < 2 * (w["failed"] + 10) + 20
+        off = scenario({"strategy": "frugal", "arrivals": {"process": "constant", "rate": 10.0},
+                        "step": {"retry_policy": {"max_retries": 1}}}, up,
+                       dam={"breaker": {"enabled": False}})
+        w = run_local(off).summary["workloads"]["w"]
     assert w["succeeded"] + w["failed"] == 200
     if status == 404:
         assert w["failed"] == 200 and w["dam_attempts"] == 0

@@ -57,14 +57,16 @@ def test_malformed_headers_are_ignored_and_counted(headers):
     assert (lim.rate, lim.max_concurrent, lim.malformed_headers) == (2.0, 2, 1)
 
 
-def test_429_retry_after_pauses_the_domain():
+def test_429_and_503_retry_after_pause_the_domain():
     lim = DomainLimiter("d", LimiterConfig(rate=100.0, max_concurrent=10))
     lim.acquire(0)
     lim.observe(5, 429, {"Retry-After": "3"})
     assert lim.acquire(10) == 3 * S + 5
     assert lim.acquire(3 * S + 5) == GRANTED
-    lim.observe(0, 503, {"Retry-After": "9"})  # only a 429 pauses the domain
-    assert lim.paused_until == 3 * S + 5
+    lim.observe(4 * S, 503, {"Retry-After": "9"})  # RFC 9110 §10.2.3: 503 too
+    assert lim.paused_until == 13 * S
+    lim.observe(4 * S, 500, {"Retry-After": "60"})  # other statuses never pause
+    assert lim.paused_until == 13 * S
     lim.observe(0, 429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
     assert lim.malformed_headers == 1
 

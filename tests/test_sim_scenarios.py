@@ -13,12 +13,21 @@ from sim.scenario import load_scenario
 # Pinned behaviour. A change here means the simulation's behaviour changed: update it only on
 # purpose, and say why in the commit.
 GOLDEN = {
-    "stripe-5min-outage": "b0ce8be11c4cbfbb243b953110e2b894",
-    "payment-processor-15min": "a99fc076a793614631d10ca564ae7d36",
-    "openai-429-storm": "562e73e037d8c045a79c0c1e497549de",
+    "stripe-5min-outage": "87b416cf0d6fc3f91f25b041297363d8",
+    "payment-processor-15min": "1d36ee90f9579886b7d139e93daea82c",
+    "openai-429-storm": "1a07a38ce64f52d39832a5f28226f16f",
     "region-down": "fd55eb44c3f9ee0bc3b11b96ed26cd60",
     "webhook-receiver-flapping": "56e6456278219083b9962777b2e5eaac",
     "race-vs-fallback": "ea56ece1f5ed800a5a0d5731e555d1c8",
+}
+
+# The dam without failure feedback (breaker and adaptive pace off) reproduces, event for event,
+# the behaviour pinned before they existed: the comparison baseline stays one switch away.
+FEEDBACK_OFF = ["dam.breaker.enabled=false", "dam.pacing.adaptive=false"]
+GOLDEN_FEEDBACK_OFF = {
+    "stripe-5min-outage": "b0ce8be11c4cbfbb243b953110e2b894",
+    "payment-processor-15min": "a99fc076a793614631d10ca564ae7d36",
+    "openai-429-storm": "562e73e037d8c045a79c0c1e497549de",
 }
 
 _cache: dict = {}
@@ -33,6 +42,13 @@ def run(name):
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_trace_hash(name):
     assert run(name).trace_hash == GOLDEN[name], f"new hash {run(name).trace_hash}"
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_FEEDBACK_OFF))
+def test_feedback_off_reproduces_the_earlier_behaviour(name):
+    r = run_local(load_scenario(path(name), [*SHORT[name], *FEEDBACK_OFF]))
+    assert r.trace_hash == GOLDEN_FEEDBACK_OFF[name]
+    assert all(d["breaker_opens"] == 0 for d in r.summary["domains"].values())
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
