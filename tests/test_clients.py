@@ -106,3 +106,22 @@ def test_resubmits_are_deduped_by_the_gateway():
     w = run_local(sc).summary["workloads"]["w"]
     assert w["deduped"] > 50 and w["jobs"] == 200 + w["deduped"]
     assert w["succeeded"] == 200 and w["dam_attempts"] == 200
+
+
+def test_waiting_on_an_open_breaker_spends_no_retries():
+    """A 20 s hard outage and jobs allowed one retry. With the breaker only the jobs that met
+    the outage before it opened (it needs half of its window to fail: ~5 s at this rate) can
+    fail; every job that arrived while it was open waits it out and succeeds. Without it the
+    jobs burn their retry during the outage and fail."""
+    up = {"advertise": {"rps": 50.0, "max_concurrent": 50},
+          "outages": [{"start": "5s", "end": "25s", "statuses": {"503": 1.0}}]}
+    job = {"strategy": "performance", "arrivals": {"process": "constant", "rate": 10.0},
+           "step": {"retry_policy": {"max_retries": 1, "max_reroutes": 0}}}
+    on = run_local(scenario(job, up)).summary
+    w = on["workloads"]["w"]
+    assert w["jobs"] == 200 and w["pending"] == 0 and w["failed"] <= 35  # 23 measured
+    assert w["amplification"] < 1.2
+    assert on["domains"]["https://api.example"]["breaker_opens"] >= 1
+    off = run_local(scenario(job, up, dam={"breaker": {"enabled": False}})).summary
+    w = off["workloads"]["w"]
+    assert w["failed"] >= 140 and w["amplification"] > 1.5  # 150 and 1.75 measured

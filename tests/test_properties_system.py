@@ -66,7 +66,12 @@ def scenarios(draw):
             w["step"] = step
         workloads.append(w)
     dam = {"regions": regions, "attempt_timeout": "3s", "webhook_timeout": "2s",
-           "webhook_schedule": ["0s", "1s", "3s"]}
+           "webhook_schedule": ["0s", "1s", "3s"],
+           "breaker": {"enabled": draw(st.booleans()), "min_calls": draw(st.integers(1, 10)),
+                       "open": draw(st.sampled_from(["500ms", "2s"])),
+                       "probes": draw(st.integers(1, 3))},
+           "pacing": {"adaptive": draw(st.booleans()),
+                      "slow_start": draw(st.sampled_from(["0s", "5s"]))}}
     if len(regions) > 1 and draw(st.booleans()):
         start = draw(st.integers(0, duration - 1))
         dam["outages"] = [{"region": draw(st.sampled_from(regions)), "start": f"{start}s",
@@ -93,6 +98,10 @@ def check(doc, result):
             assert w["webhooks"]["attempts"] == 0 and w["dam_attempts"] == 0
     for d in s["domains"].values():
         assert d["attempts"] <= d["permits"]
+        assert d["probe_attempts"] <= d["permits"]
+        assert d["open_seconds"] <= s["sim_seconds"] + 1e-6
+        if not doc["dam"]["breaker"]["enabled"]:
+            assert d["breaker_opens"] == 0 and d["probe_attempts"] == 0
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -83,6 +83,30 @@ def test_stripe_outage_shows_the_retry_storm_and_the_dam_keeps_its_pace():
     assert s["workloads"]["dam-performance"]["failed"] == 0
     partner = s["domains"]["https://api.partner.example"]
     assert partner["max_rate_1s"] <= 2 and partner["backlog_max"] > 10  # the 2 req/s default
+    assert partner["breaker_opens"] == 0
+
+
+def test_stripe_outage_the_dam_holds_the_water():
+    """The breaker opens on the 503s, the dam stops sending, every job waits and then succeeds
+    (no retry spent on waiting), and the dam's attempts stay close to one per job."""
+    s = run("stripe-5min-outage").summary
+    stripe = s["domains"]["https://api.stripe.com"]
+    assert stripe["breaker_opens"] >= 1 and stripe["probe_attempts"] >= 1
+    assert not stripe["breaker_open_at_end"]
+    assert 15 <= stripe["open_seconds"] <= 20 + 30 + 5  # the 20 s outage + at most one open cap
+    perf = s["workloads"]["dam-performance"]
+    assert perf["failed"] == 0 and perf["pending"] == 0
+    assert perf["amplification"] <= 1.10
+    frugal = s["workloads"]["dam-frugal"]
+    assert frugal["failed"] == 0 and frugal["dam_attempts"] <= 1.10 * frugal["forwarded"]
+    arrays = run("stripe-5min-outage").arrays
+    dam = arrays["dam_attempts_per_s_by_domain"][0]
+    assert dam[12:30].sum() <= stripe["probe_attempts"]  # only probes while it is open
+    assert arrays["breaker_state_by_domain"][0][12:30].max() == 2
+    assert arrays["pace_by_domain"][0][12:14].max() == 0.0
+    off = run_local(load_scenario(path("stripe-5min-outage"),
+                                  [*SHORT["stripe-5min-outage"], *FEEDBACK_OFF])).summary
+    assert off["workloads"]["dam-performance"]["amplification"] > 1.5  # the steady hose
 
 
 def test_region_down_recovers_jobs_and_strict_jobs_fail():
@@ -117,8 +141,10 @@ def test_cli_run_writes_summary_series_and_plots(tmp_path, capsys):
                 "egress_bytes", "cost_usd"):
         assert key in w
     assert set(w["latency_ms"]) == {"p50", "p90", "p99", "p999"}
-    for key in ("permits", "attempts", "max_rate_1s", "backlog_max"):
+    for key in ("permits", "attempts", "max_rate_1s", "backlog_max", "breaker_opens",
+                "breaker_reopens", "open_seconds", "probe_attempts"):
         assert key in summary["domains"]["https://api.openai.com"]
-    for f in ("series.msgpack", "attempts_per_s.png", "latency_cdf.png", "backlog.png"):
+    for f in ("series.msgpack", "attempts_per_s.png", "latency_cdf.png", "backlog.png",
+              "pace.png"):
         assert (out / f).stat().st_size > 0
     assert trace.stat().st_size > 0 and summary["trace_hash"] == GOLDEN["openai-429-storm"]
