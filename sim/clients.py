@@ -126,6 +126,8 @@ class Client(Actor):
         rl = d.rate_limiter
         self.rate_limiter = ClientRateLimiter(rl.beta, rl.scale, rl.min_rate,
                                               rl.smoothing) if rl else None
+        self.rl_queue: deque[int] = deque()
+        self.rl_wake_at: int | None = None
         cb = d.concurrent_retry_budget
         self.retry_budget = ConcurrentRetryBudget(cb.percent, cb.min_concurrency) if cb \
             else None
@@ -153,8 +155,10 @@ class Client(Actor):
             self._arrive(msg[1], now)
         elif kind == "retry":
             self._attempt(msg[1], now)
-        elif kind == "send":
-            self._send_attempt(msg[1], now)
+        elif kind == "rl_wake":
+            if self.rl_wake_at is not None and now >= self.rl_wake_at:
+                self.rl_wake_at = None
+            self._rl_drain(now)
         elif kind == "tick":
             self._tick(now)
 
@@ -216,12 +220,24 @@ class Client(Actor):
         if self.breaker is not None and not self.breaker.allow(now):
             self._rejected(n, st, now)
             return
-        if self.rate_limiter is not None:
-            wait = self.rate_limiter.delay(now)
-            if wait > 0:
-                self.send(self.id, now + wait, ("send", n))
-                return
+        if self.rate_limiter is not None and (self.rl_queue
+                                              or self.rate_limiter.try_acquire(now)):
+            self.rl_queue.append(n)  # waits for a token, in order
+            self._rl_drain(now)
+            return
         self._send_attempt(n, now)
+
+    def _rl_drain(self, now: int) -> None:
+        """Send the attempts waiting for the client-side rate limiter's tokens, in order."""
+        q, rl = self.rl_queue, self.rate_limiter
+        while q:
+            wait = rl.try_acquire(now)
+            if wait:
+                if self.rl_wake_at is None or now + wait < self.rl_wake_at:
+                    self.rl_wake_at = now + wait
+                    self.send(self.id, now + wait, ("rl_wake",))
+                return
+            self._send_attempt(q.popleft(), now)
 
     def _rejected(self, n: int, st: list, now: int) -> None:
         """The client's own throttle or breaker refused the attempt: it fails locally."""
@@ -256,6 +272,8 @@ class Client(Actor):
             self._release_retry_slot(st)
         if self.rate_limiter is not None:
             self.rate_limiter.on_response(now, status == 429 or status == 503)
+            if self.rl_queue:
+                self._rl_drain(now)  # a new rate may shorten the wait
         if self.breaker is not None:
             self.breaker.record(now, verdict(status, error, None) == Verdict.FAILURE)
         if ok and self.quota is not None:

@@ -71,15 +71,17 @@ class ClientRateLimiter:
         self.k = 0.0
         self.last_throttle = 0
 
-    def delay(self, now: int) -> int:
-        """Reserve a token for a send at ``now``: how long (µs) the send must wait."""
+    def try_acquire(self, now: int) -> int:
+        """Take a token for a send at ``now``: 0 when taken, else how long (µs) until one is
+        there at the current rate (the caller waits and asks again, as the SDK's blocked
+        thread does, so a rate that rises meanwhile shortens the wait)."""
         if not self.enabled:
             return 0
         self._refill(now)
-        self.tokens -= 1.0
-        if self.tokens >= 0:
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
             return 0
-        return math.ceil(-self.tokens / self.rate * S)
+        return max(1, math.ceil((1.0 - self.tokens) / self.rate * S))
 
     def on_response(self, now: int, throttled: bool) -> None:
         measured = self._clock(now)

@@ -1,5 +1,6 @@
 """Failure feedback in the limiter: the circuit breaker, slow start and the CUBIC adaptive pace."""
 
+import itertools
 import math
 
 import pytest
@@ -89,16 +90,15 @@ def test_half_open_probes_are_paced_bounded_and_close_after_enough_successes():
 def test_a_probe_failure_reopens_for_a_doubled_capped_interval():
     b = CircuitBreaker(SMALL)
     _open(b)
-    now, intervals = 3, []
+    failed_at, gaps = 3, []  # the opening failure
     for _ in range(4):
-        now = b.open_until
-        intervals.append(now)
-        assert b.admit(now, 0) == 0
-        b.on_grant(now)
-        b.record(now + 10, FAIL)
-        now += 10
-    gaps = [b - a for a, b in zip([3, *[x + 10 for x in intervals]], intervals + [b.open_until],
-                                  strict=True)]
+        gaps.append(b.open_until - failed_at)
+        probe = b.open_until
+        assert b.admit(probe, 0) == 0
+        b.on_grant(probe)
+        failed_at = probe + 10
+        b.record(failed_at, FAIL)
+    gaps.append(b.open_until - failed_at)
     assert gaps == [2 * S, 4 * S, 5 * S, 5 * S, 5 * S]  # 2 s, doubled, capped at 5 s
     assert b.opens == 1 and b.reopens == 4
 
@@ -254,7 +254,7 @@ class FeedbackMachine(RuleBasedStateMachine):
     @invariant()
     def pacing_bound_at_the_configured_rate(self):
         s = self.starts
-        for a, b in zip(s, s[1:], strict=False):
+        for a, b in itertools.pairwise(s):
             assert b - a >= math.ceil(S / self.lim.config.rate)
 
 
