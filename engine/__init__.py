@@ -7,12 +7,14 @@ state.
 
 from . import (
     billing,
+    breaker,
     errors,
     events,
     forwarding,
     idempotency,
     job,
     limiter,
+    pacing,
     retry,
     routing,
     signing,
@@ -30,6 +32,7 @@ from .billing import (
     month_of,
     monthly_cost,
 )
+from .breaker import BreakerConfig, BreakerState, CircuitBreaker, Verdict, verdict
 from .errors import (
     ApidamError,
     BillingError,
@@ -70,6 +73,7 @@ from .idempotency import (
 )
 from .job import DamContext, JobMachine
 from .limiter import BLOCKED, GRANTED, DomainLimiter, LimiterConfig
+from .pacing import CubicPace, PacingConfig
 from .retry import Backoff, BlockRandom, Outcome, classify, decide
 from .routing import RegionHealth, initial_regions, reroute_target
 from .signing import (
@@ -97,10 +101,14 @@ __all__ = [
     "BillingAccount",
     "BillingError",
     "BlockRandom",
+    "BreakerConfig",
+    "BreakerState",
     "Cancel",
     "CancelBranch",
     "CapReached",
+    "CircuitBreaker",
     "ClientError",
+    "CubicPace",
     "DamClient",
     "DamContext",
     "DedupeTable",
@@ -119,6 +127,7 @@ __all__ = [
     "LocalRequestError",
     "LocalResponse",
     "Outcome",
+    "PacingConfig",
     "PermitGranted",
     "QuorumTracker",
     "RegionDown",
@@ -141,12 +150,14 @@ __all__ = [
     "Tier",
     "TimerFired",
     "Trigger",
+    "Verdict",
     "WebhookFanout",
     "WebhookResult",
     "WebhookSpec",
     "WebhookVerificationError",
     "auto_forward",
     "billing",
+    "breaker",
     "cheapest_tier",
     "classify",
     "decide",
@@ -164,6 +175,7 @@ __all__ = [
     "mask_secret",
     "month_of",
     "monthly_cost",
+    "pacing",
     "parse_job",
     "reroute_target",
     "retry",
@@ -174,6 +186,7 @@ __all__ = [
     "step",
     "try_verify_with_secrets",
     "unique_key",
+    "verdict",
     "verify_webhook_signature",
     "verify_webhook_signature_strict",
     "webhook_payload",

@@ -97,8 +97,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 class DomainLimiter:
-    __slots__ = ("_cubic", "_interval", "_last_mc", "_last_rps", "_last_signal", "_ramp_end",
-                 "_ramp_start", "advertised", "breaker", "config", "domain", "grants",
+    __slots__ = ("_cubic", "_interval", "_last_mc", "_last_rps", "_last_signal", "_last_start",
+                 "_ramp_end", "_ramp_start", "advertised", "breaker", "config", "domain", "grants",
                  "in_flight", "malformed_headers", "max_concurrent", "pace", "pacing",
                  "paused_until", "rate", "tat")
 
@@ -117,6 +117,7 @@ class DomainLimiter:
         self.max_concurrent = self.config.max_concurrent
         self._interval = _interval(self.pace)
         self._ramp_start = self._ramp_end = 0  # slow start in [start, end)
+        self._last_start = -(1 << 62)
         self.tat = 0  # theoretical arrival time of the next conforming start
         self.in_flight = 0
         self.paused_until = 0
@@ -142,18 +143,41 @@ class DomainLimiter:
         if self.in_flight >= self.max_concurrent:
             return BLOCKED
         interval = self._interval
-        if now < self._ramp_end:
-            interval = _interval(self.pace * slow_start_factor(now, self._ramp_start,
-                                                               self.pacing))
         allowed_at = self.tat - (self.config.burst - 1) * interval
+        if now < self._ramp_end:
+            ready = self._ramp_ready_at(now)
+            if ready > allowed_at:
+                allowed_at = ready
         if now < allowed_at:
             return allowed_at
         self.tat = (self.tat if self.tat > now else now) + interval
+        self._last_start = now
         self.in_flight += 1
         self.grants += 1
         if b is not None:
             b.on_grant(now)
         return GRANTED
+
+    def _ramp_ready_at(self, now: int) -> int:
+        """Slow start: the earliest ``t >= now`` at which the time since the last start covers
+        the ramp's spacing *at t* (no burst while ramping). The spacing shrinks as the ramp
+        climbs, so a start made at the ramp's low beginning does not hold back the next one,
+        and the answer is exact rather than a wake-up far in the future."""
+        last, start, cfg, pace = self._last_start, self._ramp_start, self.pacing, self.pace
+
+        def ready(t: int) -> bool:
+            return t - last >= _interval(pace * slow_start_factor(t, start, cfg))
+
+        if ready(now):
+            return now
+        lo, hi = now, max(self._ramp_end, last + self._interval)  # ready(hi): full pace there
+        while hi - lo > 1:  # ready() is monotone in t: bisect
+            mid = (lo + hi) // 2
+            if ready(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     def current_pace(self, now: int) -> float:
         """The pace (requests/s) a start at ``now`` is held to; 0 while the breaker is open or

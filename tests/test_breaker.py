@@ -259,3 +259,25 @@ class FeedbackMachine(RuleBasedStateMachine):
 
 
 TestFeedbackMachine = FeedbackMachine.TestCase
+
+
+def test_a_start_early_in_the_ramp_does_not_hold_back_the_later_ones():
+    """Ramp from 1e-6 of 10/s: the first start's spacing would be days, yet once the ramp has
+    reached full pace the next start waits only the full-pace interval."""
+    lim = DomainLimiter("d", LimiterConfig(rate=10.0, max_concurrent=100),
+                        breaker=BreakerConfig(min_calls=1, window_calls=1, probes=1,
+                                              open_us=S, max_open_us=S),
+                        pacing=PacingConfig(slow_start_us=10 * S, slow_start_floor=1e-6,
+                                            adaptive=False))
+    assert lim.acquire(0) == GRANTED
+    lim.release(0)
+    lim.record(0, FAIL)  # opens
+    assert lim.acquire(S) == GRANTED  # the probe
+    lim.release(S)
+    lim.record(S, OK)  # closes: the ramp runs from 1 s to 11 s
+    at = lim.acquire(S + 1)
+    # the first t with (t − 1 s) · 10/s · f(t) >= 1, f linear from ~0 to 1 over 10 s: ≈ 2 s
+    assert 2 * S - 1000 <= at <= 2 * S + 1000
+    assert lim.acquire(at - 1) == at and lim.acquire(at) == GRANTED
+    t = 11 * S  # the ramp is over: the full-pace spacing applies
+    assert lim.acquire(t) == GRANTED and lim.acquire(t + 100_000) == GRANTED

@@ -85,6 +85,45 @@ BAD = [
      "$.dam.webhook_secret", "16 characters"),
     ("network_pair", lambda d: d.update(network={"regions": {"iad-mars": "5ms"}}),
      "$.network.regions.iad-mars", "expected 'a-b'"),
+    # failure feedback: every value finite and in range, cross-field rules named
+    ("breaker_rate_zero", lambda d: d.update(dam={"breaker": {"failure_rate": 0.0}}),
+     "$.dam.breaker.failure_rate", "> 0"),
+    ("breaker_rate_nan", lambda d: d.update(dam={"breaker": {"failure_rate": float("nan")}}),
+     "$.dam.breaker.failure_rate", "> 0"),
+    ("breaker_rate_above_1", lambda d: d.update(dam={"breaker": {"failure_rate": 1.5}}),
+     "$.dam.breaker.failure_rate", "<= 1"),
+    ("breaker_min_calls_over_window", lambda d: d.update(
+        dam={"breaker": {"min_calls": 50, "window_calls": 20}}),
+     "$.dam.breaker.min_calls", "<= window_calls"),
+    ("breaker_huge_window", lambda d: d.update(dam={"breaker": {"window_calls": 10**9}}),
+     "$.dam.breaker.window_calls", "<= 100000"),
+    ("breaker_zero_open", lambda d: d.update(dam={"breaker": {"open": "0s"}}),
+     "$.dam.breaker.open", "> 0"),
+    ("breaker_cap_below_open", lambda d: d.update(
+        dam={"breaker": {"open": "10s", "max_open": "5s"}}), "$.dam.breaker.max_open", ">= open"),
+    ("breaker_no_probes", lambda d: d.update(dam={"breaker": {"probes": 0}}),
+     "$.dam.breaker.probes", ">= 1"),
+    ("breaker_unknown_field", lambda d: d.update(dam={"breaker": {"treshold": 0.5}}),
+     "$.dam.breaker.treshold", "unknown field"),
+    ("pacing_beta_one", lambda d: d.update(dam={"pacing": {"beta": 1.0}}),
+     "$.dam.pacing.beta", "< 1"),
+    ("pacing_floor_inf", lambda d: d.update(dam={"pacing": {"min_rate": float("inf")}}),
+     "$.dam.pacing.min_rate", "<= 1000000"),
+    ("pacing_slow_start_floor", lambda d: d.update(dam={"pacing": {"slow_start_floor": 0.0}}),
+     "$.dam.pacing.slow_start_floor", "> 0"),
+    ("pacing_bad_duration", lambda d: d.update(dam={"pacing": {"slow_start": "soon"}}),
+     "$.dam.pacing.slow_start", "duration like"),
+    ("diy_quota_negative", lambda d: d["workloads"][0].update(
+        diy={"retry_quota": {"retry_cost": -1}}),
+     "$.workloads[0].diy.retry_quota.retry_cost", ">= 0"),
+    ("diy_budget_percent", lambda d: d["workloads"][0].update(
+        diy={"concurrent_retry_budget": {"percent": 120.0}}),
+     "$.workloads[0].diy.concurrent_retry_budget.percent", "<= 100"),
+    ("diy_breaker_min_calls", lambda d: d["workloads"][0].update(
+        diy={"breaker": {"min_calls": 200}}), "$.workloads[0].diy.breaker.min_calls",
+     "<= window_calls"),
+    ("diy_rate_limiter_beta", lambda d: d["workloads"][0].update(
+        diy={"rate_limiter": {"beta": 0.0}}), "$.workloads[0].diy.rate_limiter.beta", "> 0"),
 ]
 
 
