@@ -10,22 +10,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from engine.breaker import BreakerConfig
 from engine.limiter import LimiterConfig
 from engine.pacing import PacingConfig
 from engine.retry import Backoff
 from engine.spec import JobSpec, domain_of, parse_job
 
-from .clients import Client
+from .clients import make_client
 from .dam import Dispatcher, Gateway, LimiterActor, Region
 from .kernel import Actor
 from .metrics import Metrics
 from .scenario import Scenario, parse_duration
 from .world import Receiver, Upstream
 
-__all__ = ["Topology", "build"]
+__all__ = ["RegionOutage", "Topology", "build"]
 
 DEFAULT_REGION_LATENCY = "25ms"
+
+
+class RegionOutage(msgspec.Struct, frozen=True):
+    """A scripted dam-region outage, in µs."""
+
+    region: str
+    start: int
+    end: int
 
 
 class Topology:
@@ -69,7 +79,8 @@ class Topology:
         self.tier = sc.dam.tier
         secret = sc.dam.webhook_secret
         self.secret_for = (lambda _c: secret) if secret else None
-        self.region_outages = [(o.region, us(o.start), us(o.end)) for o in sc.dam.outages]
+        self.region_outages = [RegionOutage(o.region, us(o.start), us(o.end))
+                               for o in sc.dam.outages]
         self.domains = [domain_of(u.url) for u in sc.upstreams]
         self.domain_idx = {d: i for i, d in enumerate(self.domains)}
         self.receiver_domains = [domain_of(r.url) for r in sc.receivers]
@@ -133,8 +144,8 @@ def build(sc: Scenario, base_dir: Path | None = None) -> tuple[Topology, list[Ac
     topo.receiver_ids = {domain_of(r.url): add(Receiver(r.name, r, topo.place_names, metrics,
                                                         topo.to_upstream), "world")
                          for r in sc.receivers}
-    topo.client_ids = [add(Client(i, w, topo, metrics, base_dir), "world")
-                       for i, w in enumerate(sc.workloads)]
+    for i, w in enumerate(sc.workloads):
+        add(make_client(i, w, topo, metrics, base_dir), "world")
     topo.region_lat_from_gateway = {rid: topo.lat(topo.gateway_region, r)
                                     for r, rid in topo.region_ids.items()}
     return topo, actors, groups, metrics

@@ -3,8 +3,9 @@
 Every message is a heap entry ``(key, target, msg)`` with
 ``key = deliver_at << 40 | origin << 28 | origin_seq``: the total order (deliver time, origin
 actor id, origin sequence) packed into one int, so heap comparisons never look further. Actors
-never call each other: they ``send`` messages with a delivery time (≥ now; > now across actors,
-by the link latencies); timers are messages to self.
+never call each other: they ``send`` messages (``sim.messages``) with a delivery time (≥ now;
+> now across actors, by the link latencies); timers are messages to self. The kernel delivers a
+message straight to the method its receiver declared for its type (``Actor.HANDLERS``).
 
 The trace hash folds every delivered event's key (time, origin, sequence) into BLAKE2b, in
 fixed-size blocks, in delivery order.
@@ -17,10 +18,11 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["Actor", "Kernel", "fold_trace", "spawn_rngs"]
+__all__ = ["Actor", "Kernel", "fold_trace", "kind_of", "spawn_rngs"]
 
 ORIGIN_SHIFT = 28
 TIME_SHIFT = 40
@@ -47,14 +49,41 @@ def fold_trace(hasher, keys: list[int], *, final: bool) -> None:
         keys.clear()
 
 
+def kind_of(msg) -> str:
+    """A message's kind for traces: its class name (a test actor's tuple: its first item)."""
+    return msg[0] if type(msg) is tuple else type(msg).__name__
+
+
+class _Dispatch(dict):
+    """message type → bound handler; a type the actor declares no handler for goes to its
+    ``handle`` (test actors that speak tuples), cached on first use."""
+
+    __slots__ = ("actor",)
+
+    def __missing__(self, kind: type) -> Callable:
+        handler = self[kind] = self.actor.handle
+        return handler
+
+
 class Actor:
-    """Base class: an actor has an id, an RNG, and a ``handle(msg, now)`` method.
+    """Base class: an actor has an id, a kind (``sim.messages.KINDS``), an RNG, and a handler
+    per message type it receives (``HANDLERS``: type → method name).
 
     ``send`` is bound by the runtime (local heap or a group outbox); subclasses only call it.
     """
 
     id: int = -1
     name: str = "actor"
+    kind: str = "actor"
+    HANDLERS: ClassVar[dict[type, str]] = {}
+
+    def dispatch(self) -> dict[type, Callable]:
+        """The kernel's table for this actor (kept as ``self._table``: an actor may swap
+        handlers in it, e.g. to drop everything while its region is down)."""
+        table = _Dispatch({t: getattr(self, name) for t, name in self.HANDLERS.items()})
+        table.actor = self
+        self._table = table
+        return table
 
     def bind(self, actor_id: int, push: Callable[[tuple], None],
              rng: np.random.Generator) -> None:
@@ -74,8 +103,12 @@ class Actor:
     def start(self, now: int) -> None:
         """Called once at time 0 before any message: schedule initial timers here."""
 
-    def handle(self, msg: tuple, now: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def handle(self, msg, now: int) -> None:
+        """Deliver ``msg`` by its type (what the kernel does, for callers outside a kernel)."""
+        name = self.HANDLERS.get(type(msg))
+        if name is None:
+            raise TypeError(f"{self.name} does not handle {kind_of(msg)}")
+        getattr(self, name)(msg, now)
 
 
 class Kernel:
@@ -101,7 +134,7 @@ class Kernel:
         for actor, rng in zip(actors, rngs, strict=True):
             actor.bind(len(self.actors), push, rng)
             self.actors.append(actor)
-        self._handlers = [a.handle for a in self.actors]
+        self._handlers = [a.dispatch() for a in self.actors]
 
     def start(self) -> None:
         for a in self.actors:
@@ -125,15 +158,15 @@ class Kernel:
             while heap and heap[0][0] < limit:
                 key, target, msg = pop(heap)
                 append(key)
-                handlers[target](msg, key >> TIME_SHIFT)
+                handlers[target][type(msg)](msg, key >> TIME_SHIFT)
         else:
             while heap and heap[0][0] < limit:
                 key, target, msg = pop(heap)
                 now = key >> TIME_SHIFT
                 append(key)
                 sink.append((now, (key >> ORIGIN_SHIFT) & (MAX_ACTORS - 1), key & SEQ_MASK,
-                             target, msg[0]))
-                handlers[target](msg, now)
+                             target, kind_of(msg)))
+                handlers[target][type(msg)](msg, now)
         n = len(block) - before
         if key >= 0:
             self.now = key >> TIME_SHIFT

@@ -1,6 +1,11 @@
-"""The retry policies of the peers, as DIY client add-ons (sources in docs/SCENARIOS.md).
+"""Retry policies as DIY client add-ons (sources in docs/SCENARIOS.md).
 
-Each is a small state machine that a :class:`~sim.clients.Client` consults; none does I/O.
+Each is a small state machine that a :class:`~sim.clients.DiyClient` consults; none does I/O.
+
+* :class:`RetryTokens`: gRPC's retry throttling (a token bucket: a failure costs 1 token, a
+  success earns ``token_ratio``; retries only while more than half the tokens are left).
+* :class:`ThrottleWindow`: Google SRE adaptive throttling (reject locally with probability
+  ``max(0, (requests − K·accepts)/(requests + 1))`` over a sliding window of 1 s buckets).
 
 * :class:`RetryQuota`: the AWS SDKs' *standard* retry mode quota (500 tokens; a retry costs 5,
   a retry after a timeout 10; a success refunds what its retry cost, or 1 if it needed none).
@@ -18,9 +23,61 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["ClientBreaker", "ClientRateLimiter", "ConcurrentRetryBudget", "RetryQuota"]
+__all__ = ["ClientBreaker", "ClientRateLimiter", "ConcurrentRetryBudget", "RetryQuota",
+           "RetryTokens", "ThrottleWindow"]
 
 S = 1_000_000
+
+
+class RetryTokens:
+    __slots__ = ("max_tokens", "token_ratio", "tokens")
+
+    def __init__(self, max_tokens: float, token_ratio: float) -> None:
+        self.max_tokens = self.tokens = max_tokens
+        self.token_ratio = token_ratio
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
+        else:
+            self.tokens = max(0.0, self.tokens - 1.0)
+
+    def allow_retry(self) -> bool:
+        return self.tokens > self.max_tokens / 2
+
+
+class ThrottleWindow:
+    """Requests and accepts over the last ``seconds`` 1 s buckets."""
+
+    __slots__ = ("accepts", "k", "n", "requests", "sec")
+
+    def __init__(self, k: float, window_us: int) -> None:
+        self.k = k
+        self.n = max(1, window_us // S)
+        self.requests = [0] * self.n
+        self.accepts = [0] * self.n
+        self.sec = -1
+
+    def reject_probability(self, now: int) -> float:
+        self._roll(now)
+        req, acc = sum(self.requests), sum(self.accepts)
+        return max(0.0, (req - self.k * acc) / (req + 1))
+
+    def count(self, now: int, requests: int = 0, accepts: int = 0) -> None:
+        self._roll(now)
+        i = (now // S) % self.n
+        self.requests[i] += requests
+        self.accepts[i] += accepts
+
+    def _roll(self, now: int) -> None:
+        sec = now // S
+        if sec != self.sec:
+            steps = min(self.n, sec - self.sec) if self.sec >= 0 else self.n
+            for k in range(1, steps + 1):
+                i = (self.sec + k) % self.n if self.sec >= 0 else k - 1
+                self.requests[i] = 0
+                self.accepts[i] = 0
+            self.sec = sec
 
 
 class RetryQuota:

@@ -24,16 +24,18 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from typing import ClassVar
 
 import numpy as np
 
 from engine.retry import BlockRandom
 
 from .kernel import Actor
+from .messages import HookRequest, HookResponse, Request, Response
 from .metrics import Metrics
 from .scenario import Latency, Outage, parse_duration
 
-__all__ = ["LatencySampler", "OutageTable", "Receiver", "Upstream"]
+__all__ = ["LatencySampler", "OutageTable", "OutageWindow", "Receiver", "Upstream"]
 
 Z99 = 2.3263478740408408
 BLOCK = 4096
@@ -67,43 +69,60 @@ class LatencySampler:
         return self._buf[i]
 
 
+class OutageWindow:
+    """One outage window, resolved: times in µs, the status mix as cumulative shares."""
+
+    __slots__ = ("cumulative", "end", "factor", "fraction", "mode", "regions", "retry_after",
+                 "start")
+
+    def __init__(self, o: Outage, region_index: dict[str, int]) -> None:
+        self.start = parse_duration(o.start)
+        self.end = parse_duration(o.end)
+        self.mode = o.mode
+        statuses = sorted((int(k), w) for k, w in o.statuses.items() if w > 0)
+        total = sum(w for _, w in statuses) or 1.0
+        self.cumulative: list[tuple[float, int]] = []  # (cumulative share, status)
+        acc = 0.0
+        for code, w in statuses:
+            acc += w / total
+            self.cumulative.append((acc, code))
+        self.fraction = o.fraction  # ``partial``: the share of requests that fail
+        self.factor = o.factor  # ``slow``: the latency factor
+        self.regions = frozenset(region_index[r] for r in o.regions) if o.regions else None
+        self.retry_after = parse_duration(o.retry_after) if o.retry_after else None
+
+    def status(self, u: float) -> int:
+        """The status drawn from the mix for a uniform ``u``."""
+        for acc, code in self.cumulative:
+            if u < acc:
+                return code
+        return self.cumulative[-1][1]
+
+
 class OutageTable:
-    """The outage windows of one actor, queried by (now, region index)."""
+    """The outage windows of one actor, queried by (now, region index); the first window that
+    matches applies."""
 
     __slots__ = ("windows",)
 
     def __init__(self, outages: list[Outage], region_index: dict[str, int]) -> None:
-        self.windows = []
-        for o in outages:
-            statuses = sorted((int(k), w) for k, w in o.statuses.items() if w > 0)
-            total = sum(w for _, w in statuses) or 1.0
-            cum, acc = [], 0.0
-            for code, w in statuses:
-                acc += w / total
-                cum.append((acc, code))
-            regions = frozenset(region_index[r] for r in o.regions) if o.regions else None
-            ra = parse_duration(o.retry_after) if o.retry_after else None
-            self.windows.append((parse_duration(o.start), parse_duration(o.end), o.mode, cum,
-                                 o.fraction, o.factor, regions, ra))
+        self.windows = [OutageWindow(o, region_index) for o in outages]
 
-    def active(self, now: int, region: int):
+    def active(self, now: int, region: int) -> OutageWindow | None:
         for w in self.windows:
-            if w[0] <= now < w[1] and (w[6] is None or region in w[6]):
+            if w.start <= now < w.end and (w.regions is None or region in w.regions):
                 return w
         return None
 
-    @staticmethod
-    def pick(cum, u: float) -> int:
-        for acc, code in cum:
-            if u < acc:
-                return code
-        return cum[-1][1]
-
 
 class Upstream(Actor):
-    """One third-party API (one domain). Requests: ``("req", reply_to, tag, logical, region,
-    deadline, idem, nbytes, workload)``; answers ``("resp", tag, status, error, retry_after_us,
-    headers)`` to ``reply_to``."""
+    """One third-party API (one domain): answers each :class:`~sim.messages.Request` with a
+    :class:`~sim.messages.Response` to its ``reply_to``."""
+
+    kind = "upstream"
+    HANDLERS: ClassVar[dict[type, str]] = {
+        Request: "_on_request",
+    }
 
     def __init__(self, name: str, domain: str, cfg, region_names: list[str],
                  metrics: Metrics, dam_senders: set[int], min_rtt: int) -> None:
@@ -150,25 +169,26 @@ class Upstream(Actor):
         self._service_i = i + 1
         return self._service_buf[i]
 
-    def handle(self, msg: tuple, now: int) -> None:
-        _, reply_to, tag, logical, region, deadline, idem, _nbytes, workload = msg
+    def _on_request(self, msg: Request, now: int) -> None:
+        reply_to, tag, logical, region = msg.reply_to, msg.tag, msg.logical, msg.place
+        deadline, idem, workload = msg.deadline, msg.idempotency_key, msg.workload
         m = self.metrics
         m.attempt(workload, now, self.m_idx, reply_to in self.dam_senders)
         outage = self.outages.active(now, region)
         factor = 1.0
         if outage is not None:
-            mode = outage[2]
+            mode = outage.mode
             if mode == "blackhole":
                 m.outcome(workload, "timeout")
-                self.send(reply_to, deadline, ("resp", tag, None, "timeout", 0, None))
+                self.send(reply_to, deadline, Response(tag, None, "timeout", 0, None))
                 return
-            if mode == "error" or (mode == "partial" and self.uniform() < outage[4]):
-                status = OutageTable.pick(outage[3], self.uniform())
+            if mode == "error" or (mode == "partial" and self.uniform() < outage.fraction):
+                status = outage.status(self.uniform())
                 self._answer(reply_to, tag, status, self._fast(now, region), deadline,
-                             outage[7], workload)
+                             outage.retry_after, workload)
                 return
             if mode == "slow":
-                factor = outage[5]
+                factor = outage.factor
         cfg = self.cfg
         if cfg.rate_limit > 0:
             self.tokens = min(float(cfg.rate_burst),
@@ -214,15 +234,19 @@ class Upstream(Actor):
                 retry_after: int | None, workload: int) -> None:
         if at > deadline:
             self.metrics.outcome(workload, "timeout")
-            self.send(reply_to, deadline, ("resp", tag, None, "timeout", 0, None))
+            self.send(reply_to, deadline, Response(tag, None, "timeout", 0, None))
             return
         self.metrics.outcome(workload, status)
-        self.send(reply_to, at, ("resp", tag, status, None, retry_after or 0, self.headers))
+        self.send(reply_to, at, Response(tag, status, None, retry_after or 0, self.headers))
 
 
 class Receiver(Actor):
-    """A webhook endpoint: ``("hook", reply_to, tag, region, deadline)`` → ``("hook_resp", tag,
-    status, error)``; outages as for upstreams (``error`` statuses, ``slow``, ``blackhole``)."""
+    """A webhook endpoint: answers each :class:`~sim.messages.HookRequest` with a
+    :class:`~sim.messages.HookResponse`; outages as for upstreams (``error`` statuses, ``slow``,
+    ``blackhole``)."""
+
+    kind = "receiver"
+    HANDLERS: ClassVar[dict[type, str]] = {HookRequest: "_on_request"}
 
     def __init__(self, name: str, cfg, region_names: list[str], metrics: Metrics,
                  min_rtt: int) -> None:
@@ -239,23 +263,23 @@ class Receiver(Actor):
         self.latency = LatencySampler(self.cfg.latency, self.rng)
         self.uniform = BlockRandom(self.rng).random
 
-    def handle(self, msg: tuple, now: int) -> None:
-        _, reply_to, tag, region, deadline = msg
+    def _on_request(self, msg: HookRequest, now: int) -> None:
+        reply_to, tag, deadline = msg.reply_to, msg.tag, msg.deadline
         self.received += 1
         lat = self.latency()
         status = 200
-        outage = self.outages.active(now, region)
+        outage = self.outages.active(now, msg.place)
         if outage is not None:
-            mode = outage[2]
+            mode = outage.mode
             if mode == "blackhole":
-                self.send(reply_to, deadline, ("hook_resp", tag, None, "timeout"))
+                self.send(reply_to, deadline, HookResponse(tag, None, "timeout"))
                 return
-            if mode == "error" or (mode == "partial" and self.uniform() < outage[4]):
-                status = OutageTable.pick(outage[3], self.uniform())
+            if mode == "error" or (mode == "partial" and self.uniform() < outage.fraction):
+                status = outage.status(self.uniform())
             elif mode == "slow":
-                lat = int(lat * outage[5])
+                lat = int(lat * outage.factor)
         at = now + max(self.min_rtt, lat)
         if at > deadline:
-            self.send(reply_to, deadline, ("hook_resp", tag, None, "timeout"))
+            self.send(reply_to, deadline, HookResponse(tag, None, "timeout"))
         else:
-            self.send(reply_to, at, ("hook_resp", tag, status, None))
+            self.send(reply_to, at, HookResponse(tag, status, None))

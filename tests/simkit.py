@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from sim.kernel import Actor, Kernel, spawn_rngs
+from sim.messages import HookRequest, HookTag, Request
 from sim.metrics import Metrics
 from sim.scenario import Receiver as ReceiverCfg
 from sim.scenario import Upstream as UpstreamCfg
@@ -20,17 +21,16 @@ class Probe(Actor):
 
     def __init__(self, target_of, script):
         self.target_of = target_of
-        self.script = script  # list of (at, msg_without_reply_to)
-        self.answers: list[tuple[int, tuple]] = []
+        self.script = script  # list of (at, make(reply_to) -> message)
+        self.answers: list[tuple[int, object]] = []
 
     def start(self, now):
-        for at, msg in self.script:
-            self.send(self.id, at, ("go", msg))
+        for at, make in self.script:
+            self.send(self.id, at, ("go", make))
 
     def handle(self, msg, now):
-        if msg[0] == "go":
-            inner = msg[1]
-            self.send(self.target_of(), now + 1000, (inner[0], self.id, *inner[1:]))
+        if type(msg) is tuple and msg[0] == "go":
+            self.send(self.target_of(), now + 1000, msg[1](self.id))
         else:
             self.answers.append((now, msg))
 
@@ -52,8 +52,11 @@ def run_upstream(cfg: UpstreamCfg, requests, *, until=10**9, dam_senders=(), see
     metrics = Metrics(["w0", "w1"], ["https://u.example"], 10**9)
     k = Kernel()
     up = Upstream("u", "https://u.example", cfg, REGIONS, metrics, set(dam_senders), 1000)
-    script = [(at, ("req", i, logical, region, at + 1000 + timeout, idem, 100, w))
-              for i, (at, logical, region, timeout, idem, w) in enumerate(requests)]
+    def request(i, at, logical, region, timeout, idem, w):
+        return lambda reply_to: Request(reply_to, i, logical, region, at + 1000 + timeout, idem,
+                                        100, w)
+
+    script = [(at, request(i, at, *rest)) for i, (at, *rest) in enumerate(requests)]
     probe = Probe(lambda: up.id, script)
     k.add([probe, up], spawn_rngs(seed, 2))
     k.start()
@@ -65,7 +68,11 @@ def run_receiver(cfg: ReceiverCfg, times, *, timeout=5_000_000, seed=0):
     metrics = Metrics(["w0"], [], 10**9)
     k = Kernel()
     rc = Receiver("r", cfg, REGIONS, metrics, 1000)
-    script = [(at, ("hook", i, 0, at + 1000 + timeout)) for i, at in enumerate(times)]
+    def hook(i, at):
+        return lambda reply_to: HookRequest(reply_to, HookTag(-1, "job", i, 0, 0), 0,
+                                            at + 1000 + timeout)
+
+    script = [(at, hook(i, at)) for i, at in enumerate(times)]
     probe = Probe(lambda: rc.id, script)
     k.add([probe, rc], spawn_rngs(seed, 2))
     k.start()

@@ -11,8 +11,8 @@ MS = 1000
 
 
 def statuses(probe):
-    return [m[2] if m[2] is not None else m[3] for _, m in sorted(probe.answers,
-                                                                   key=lambda a: a[1][1])]
+    return [m.status if m.status is not None else m.error
+            for _, m in sorted(probe.answers, key=lambda a: a[1].tag)]
 
 
 def test_healthy_upstream_answers_200_with_lognormal_latency_and_headers():
@@ -21,10 +21,10 @@ def test_healthy_upstream_answers_200_with_lognormal_latency_and_headers():
     reqs = [(i * 10 * MS, i, 0, 30 * S, False, 0) for i in range(3000)]
     probe, _, m = run_upstream(cfg, reqs)
     assert set(statuses(probe)) == {200}
-    lat = np.array([t - (msg[1] * 10 * MS + MS) for t, msg in probe.answers])
+    lat = np.array([t - (msg.tag * 10 * MS + MS) for t, msg in probe.answers])
     assert 85 * MS < np.median(lat) < 115 * MS
     assert 300 * MS < np.percentile(lat, 99) < 550 * MS
-    assert probe.answers[0][1][5] == {"x-ezthrottle-rps": "50.0",
+    assert probe.answers[0][1].headers == {"x-ezthrottle-rps": "50.0",
                                       "x-ezthrottle-max-concurrent": "7"}
     assert m.count["upstream_attempts"][0] == 3000
 
@@ -45,7 +45,7 @@ def test_blackhole_times_out_at_the_deadline_and_executes_nothing():
     cfg = upstream_cfg(outages=[{"start": "0s", "end": "10s", "mode": "blackhole"}])
     probe, up, _ = run_upstream(cfg, [(0, 1, 0, 2 * S, False, 0)])
     (t, msg), = probe.answers
-    assert msg[2] is None and msg[3] == "timeout" and t == 2 * S + 1000
+    assert msg.status is None and msg.error == "timeout" and t == 2 * S + 1000
     assert up.ledger == {}
 
 
@@ -54,7 +54,7 @@ def test_slow_mode_multiplies_latency_and_times_out_but_still_executes():
                        outages=[{"start": "0s", "end": "10s", "mode": "slow", "factor": 50.0}])
     probe, up, _ = run_upstream(cfg, [(0, 7, 0, 1 * S, False, 0)])
     (_, msg), = probe.answers
-    assert msg[3] == "timeout" and up.ledger == {7: 1}  # the work happened anyway
+    assert msg.error == "timeout" and up.ledger == {7: 1}  # the work happened anyway
 
 
 def test_partial_outage_fraction():
@@ -70,7 +70,7 @@ def test_own_rate_limit_answers_429_with_retry_after():
     probe, _, _ = run_upstream(cfg, [(0, i, 0, 10 * S, False, 0) for i in range(20)])
     got = statuses(probe)
     assert got.count(200) == 5 and got.count(429) == 15
-    ra = [msg[4] for _, msg in probe.answers if msg[2] == 429]
+    ra = [msg.retry_after_us for _, msg in probe.answers if msg.status == 429]
     assert min(ra) >= S  # Retry-After: at least one second, in µs
 
 
@@ -80,7 +80,7 @@ def test_capacity_queues_then_sheds_with_503():
     probe, _, _ = run_upstream(cfg, [(0, i, 0, 60 * S, False, 0) for i in range(10)])
     got = statuses(probe)
     assert got.count(200) == 5 and got.count(503) == 5  # 2 in service + 3 waiting
-    ok_times = sorted(t for t, msg in probe.answers if msg[2] == 200)
+    ok_times = sorted(t for t, msg in probe.answers if msg.status == 200)
     assert ok_times[-1] > ok_times[0] + 500 * MS  # queueing delay shows up as latency
 
 
@@ -108,10 +108,10 @@ def test_receiver_latency_outages_and_timeouts():
                                  "statuses": {"503": 1.0}},
                                 {"start": "3s", "end": "4s", "mode": "blackhole"}])
     probe, rc = run_receiver(cfg, [0, int(1.5 * S), int(3.5 * S)], timeout=S)
-    ans = {msg[1]: (t, msg) for t, msg in probe.answers}
-    assert ans[0][1][2] == 200 and abs(ans[0][0] - 31 * MS) <= MS
-    assert ans[1][1][2] == 503
-    assert ans[2][1][2] is None and ans[2][1][3] == "timeout"
+    ans = {msg.tag.hook: (t, msg) for t, msg in probe.answers}
+    assert ans[0][1].status == 200 and abs(ans[0][0] - 31 * MS) <= MS
+    assert ans[1][1].status == 503
+    assert ans[2][1].status is None and ans[2][1].error == "timeout"
     assert rc.received == 3
 
 
@@ -126,5 +126,5 @@ def test_overlapping_outages_first_matching_window_applies():
         {"start": "0s", "end": "10s", "mode": "blackhole", "regions": ["lax"]},
         {"start": "0s", "end": "10s", "mode": "error", "statuses": {"502": 1.0}}])
     probe, _, _ = run_upstream(cfg, [(0, 1, 1, 2 * S, False, 0), (0, 2, 0, 2 * S, False, 0)])
-    got = {msg[1]: (msg[2], msg[3]) for _, msg in probe.answers}
+    got = {msg.tag: (msg.status, msg.error) for _, msg in probe.answers}
     assert got[0] == (None, "timeout") and got[1] == (502, None)

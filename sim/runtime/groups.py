@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import msgpack
 import msgspec
 
 from ..build import build
 from ..kernel import TIME_SHIFT, Kernel, fold_trace, spawn_rngs
+from ..messages import decode_batch, encode_batch, routes
 from ..metrics import Metrics
 from ..result import RunResult, summarize
 from ..scenario import Scenario, load_scenario
@@ -79,57 +79,31 @@ def placement_groups(placement: str, groups: list[str], actors: list) -> list[st
     if placement == "per-actor":
         return [f"actor-{i}" for i in range(len(groups))]
     if placement == "regions":
-        from ..dam import Dispatcher
-
-        return [f"region:{a.region}" if isinstance(a, Dispatcher) else g
+        return [f"region:{a.region}" if a.kind == "dispatcher" else g
                 for g, a in zip(groups, actors, strict=True)]
     raise ValueError(f"unknown placement {placement!r} (expected one of {', '.join(PLACEMENTS)})")
 
 
 def link_floors(topo, actors: list, actor_group: list[int], n_groups: int) -> list[list]:
     """``LA[h][g]``: the shortest delay (µs) of any message from group ``h`` to group ``g``,
-    None if no actor of ``h`` ever sends to one of ``g``. Derived from who talks to whom (see
-    sim/dam.py, sim/world.py, sim/clients.py) and the scenario's link latencies."""
-    from ..clients import Client
-    from ..dam import Dispatcher, Gateway, LimiterActor, Region
-    from ..world import Receiver, Upstream
-
+    None if no actor of ``h`` ever sends to one of ``g``. Who talks to whom, and over which
+    link, comes from the message catalogue (``sim.messages``); the latencies from the
+    scenario."""
+    talk = routes()
     gw = topo.gateway_region
 
+    def link(name: str, a, b) -> int:
+        if name == "dam":  # the gateway's region ↔ a region
+            return topo.lat(gw, a.region if a.kind == "region" else b.region)
+        if name == "intra":
+            return topo.intra
+        if name == "internet":
+            return topo.to_upstream
+        return topo.client_to_gateway  # "client"
+
     def floor(a, b) -> int | None:
-        A, B = type(a), type(b)
-        if A is Gateway:
-            if B is Region:
-                return topo.lat(gw, b.region)
-            if B is LimiterActor:
-                return topo.intra
-        elif A is Region:
-            if B is LimiterActor or B is Gateway:
-                return topo.lat(a.region, gw)
-            if B is Upstream:
-                return topo.to_upstream
-            if B is Dispatcher:
-                return topo.intra
-        elif A is LimiterActor:
-            if B is Region:
-                return topo.lat(gw, b.region)
-        elif A is Dispatcher:
-            if B is Receiver:
-                return topo.to_upstream
-            if B is Region:
-                return topo.intra
-        elif A is Upstream:
-            if B is Region or B is Client:
-                return topo.to_upstream
-        elif A is Receiver:
-            if B is Dispatcher:
-                return topo.to_upstream
-        elif A is Client:
-            if B is Gateway:
-                return topo.client_to_gateway
-            if B is Upstream:
-                return topo.to_upstream
-        return None
+        name = talk.get((a.kind, b.kind))
+        return None if name is None else link(name, a, b)
 
     la: list[list[int | None]] = [[None] * n_groups for _ in range(n_groups)]
     for ia, a in enumerate(actors):  # actors in id order (ids are bound later, by a kernel)
@@ -228,8 +202,7 @@ class GroupWorker:
     def _reply(self) -> Reply:
         out = []
         for g, entries in self.outbox.items():
-            packed = msgpack.packb([(k >> TIME_SHIFT, k & _LOW, t, m) for k, t, m in entries],
-                                   use_bin_type=True)
+            packed = encode_batch([(k >> TIME_SHIFT, k & _LOW, t, m) for k, t, m in entries])
             out.append((g, packed, min(entries)[0] >> TIME_SHIFT, len(entries)))
         self.outbox = {}
         heap = self.kernel.heap
@@ -244,9 +217,8 @@ class GroupWorker:
         heap = self.kernel.heap
         push = heapq.heappush
         for chunk in inbox:
-            for t, low, target, msg in msgpack.unpackb(chunk, raw=False, use_list=True,
-                                                       strict_map_key=False):
-                push(heap, ((t << TIME_SHIFT) | low, target, tuple(msg)))
+            for t, low, target, msg in decode_batch(chunk):
+                push(heap, ((t << TIME_SHIFT) | low, target, msg))
         self.floors = floors
         self.kernel.run(until)
         return self._reply()

@@ -1,0 +1,60 @@
+"""What every client shares: its workload's arrivals, one simulated second at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.retry import BlockRandom
+
+from ..kernel import Actor
+from ..messages import Tick
+from ..metrics import Metrics
+from ..scenario import Workload, parse_duration
+from .arrivals import arrival_times, load_trace
+
+__all__ = ["ClientBase"]
+
+S = 1_000_000
+
+
+class ClientBase(Actor):
+    """A workload's client. Subclasses say what happens to each arriving job
+    (:meth:`_arrivals`)."""
+
+    kind = "client"
+
+    def __init__(self, index: int, w: Workload, topo, metrics: Metrics,
+                 base_dir: Path | None = None) -> None:
+        self.index = index
+        self.name = f"client:{w.name}"
+        self.w = w
+        self.topo = topo
+        self.metrics = metrics
+        self.strategy = w.strategy
+        self.start_at = parse_duration(w.start)
+        self.stop_at = parse_duration(w.stop) if w.stop else topo.duration
+        self.upstream = topo.upstream_ids[topo.workload_domain[index]]
+        self.region = topo.client_region
+        self.link_up = topo.to_upstream
+        self.link_gw = topo.client_to_gateway
+        self.nbytes = w.payload_bytes
+        self.logical_base = index << 32
+        self.trace = load_trace(index, w.arrivals.file, base_dir) \
+            if w.arrivals.process == "trace" else None
+        self.next_n = 0
+        self.arr_state: dict = {}
+
+    def start(self, now: int) -> None:
+        self.u = BlockRandom(self.rng)
+        if self.start_at < self.stop_at:
+            self.send(self.id, self.start_at, Tick())
+
+    def _on_tick(self, msg: Tick, now: int) -> None:
+        end = min(now + S, self.stop_at)
+        self._arrivals(arrival_times(self.w, now, end, self.rng, self.trace, self.arr_state),
+                       now)
+        if end < self.stop_at:
+            self.send(self.id, end, Tick())
+
+    def _arrivals(self, times: list[int], now: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
