@@ -51,7 +51,10 @@ def fold_trace(hasher, keys: list[int], *, final: bool) -> None:
 
 def kind_of(msg) -> str:
     """A message's kind for traces: its class name (a test actor's tuple: its first item)."""
-    return msg[0] if type(msg) is tuple else type(msg).__name__
+    if type(msg) is tuple:
+        kind, *_ = msg
+        return kind
+    return type(msg).__name__
 
 
 class _Dispatch(dict):

@@ -185,14 +185,15 @@ class GroupWorker:
         self.members = [a for a in self.actors if actor_group[a.id] == me]
 
     def _route(self, entry: tuple) -> None:
-        g = self.actor_group[entry[1]]
+        key, target, _msg = entry
+        g = self.actor_group[target]
         if g == self.me:
             heapq.heappush(self.kernel.heap, entry)
             return
-        if entry[0] >> TIME_SHIFT < self.floors[g]:
+        if key >> TIME_SHIFT < self.floors[g]:
             raise CausalityError(
                 f"a message from group {self.me} to group {g} is due at "
-                f"{entry[0] >> TIME_SHIFT} us, below that group's bound ({self.floors[g]} us): "
+                f"{key >> TIME_SHIFT} us, below that group's bound ({self.floors[g]} us): "
                 f"a link is shorter than its declared floor")
         box = self.outbox.get(g)
         if box is None:

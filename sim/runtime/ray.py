@@ -64,10 +64,10 @@ def _pack_reply(reply) -> bytes:
 
 
 def _unpack_reply(data: bytes, group: int):
-    msg = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
-    if msg[0] == _ERROR:
-        raise GroupFailure(group, msg[1], died=False)
-    _, out, nxt, times, lows = msg
+    status, *body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+    if status == _ERROR:
+        raise GroupFailure(group, body[0], died=False)
+    out, nxt, times, lows = body
     return out, nxt, [(t << TIME_SHIFT) | low for t, low in zip(times, lows, strict=True)]
 
 
