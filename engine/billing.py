@@ -8,6 +8,8 @@ submit is refused with :class:`~engine.errors.CapReached` (429 ``cap_reached``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from .errors import CapReached
@@ -17,11 +19,13 @@ __all__ = [
     "BillingAccount",
     "DiyCostModel",
     "Tier",
+    "TierName",
     "cheapest_tier",
     "month_of",
     "monthly_cost",
 ]
 
+TierName = Literal["free", "indie", "growth", "pro"]
 US_PER_DAY = 86_400 * 1_000_000
 OVERAGE_BLOCK = 100_000
 

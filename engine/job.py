@@ -45,9 +45,10 @@ from .spec import JobSpec
 from .webhooks import DEFAULT_SCHEDULE_US, WebhookFanout, webhook_payload
 from .workflow import failure_fires, first_dispatch_at, timeout_fires_at
 
-__all__ = ["DamContext", "JobMachine"]
+__all__ = ["DEFAULT_ATTEMPT_TIMEOUT_US", "DamContext", "JobMachine"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+DEFAULT_ATTEMPT_TIMEOUT_US = 30_000_000  # per upstream attempt
 
 # branch states: WAIT = asked for a permit (possibly not before a backoff time); GHOST =
 # cancelled while in flight (its answer is still awaited)
@@ -66,7 +67,7 @@ class DamContext:
 
     def __init__(self, regions: Sequence[str], *, rng: UniformSource,
                  default_region: str | None = None, backoff: Backoff | None = None,
-                 attempt_timeout_us: int = 30_000_000,
+                 attempt_timeout_us: int = DEFAULT_ATTEMPT_TIMEOUT_US,
                  webhook_schedule_us: Sequence[int] = DEFAULT_SCHEDULE_US,
                  secret_for=None, health: RegionHealth | None = None) -> None:
         self.health = health or RegionHealth(regions)

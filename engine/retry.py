@@ -39,6 +39,7 @@ from .spec import RetryPolicy
 __all__ = [
     "BACKOFF_KINDS",
     "Backoff",
+    "BackoffKind",
     "BlockRandom",
     "Outcome",
     "UniformSource",

@@ -11,7 +11,7 @@ import numpy as np
 from engine.billing import TIERS, DiyCostModel
 
 from .metrics import Metrics
-from .scenario import Scenario, parse_duration
+from .scenario import Scenario
 
 __all__ = ["RunResult", "summarize"]
 
@@ -133,13 +133,14 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
         arrays[f"latency_ms/{sc.workloads[i].name}"] = np.frombuffer(
             metrics.latency[i], dtype=np.float64).copy()
     outages = []
-    for u in sc.upstreams:
+    rs = topo.spec
+    for u in rs.upstreams:
         for o in u.outages:
-            outages.append({"upstream": u.name, "start_s": parse_duration(o.start) / S,
-                            "end_s": parse_duration(o.end) / S, "mode": o.mode})
-    for o in sc.dam.outages:
-        outages.append({"region": o.region, "start_s": parse_duration(o.start) / S,
-                        "end_s": parse_duration(o.end) / S, "mode": "region_down"})
+            outages.append({"upstream": u.name, "start_s": o.start_us / S,
+                            "end_s": o.end_us / S, "mode": o.mode})
+    for o in rs.dam.outages:
+        outages.append({"region": o.region, "start_s": o.start / S, "end_s": o.end / S,
+                        "mode": "region_down"})
     summary = {
         "scenario": sc.name,
         "seed": sc.seed,

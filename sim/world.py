@@ -33,7 +33,7 @@ from engine.retry import BlockRandom
 from .kernel import Actor
 from .messages import HookRequest, HookResponse, Request, Response
 from .metrics import Metrics
-from .scenario import Latency, Outage, parse_duration
+from .scenario.resolved import LatencySpec, OutageSpec, ReceiverSpec, UpstreamSpec
 
 __all__ = ["LatencySampler", "OutageTable", "OutageWindow", "Receiver", "Upstream"]
 
@@ -46,9 +46,9 @@ class LatencySampler:
 
     __slots__ = ("_buf", "_i", "factor", "fraction", "mu", "rng", "sigma")
 
-    def __init__(self, lat: Latency, rng: np.random.Generator) -> None:
-        median = parse_duration(lat.median)
-        p99 = parse_duration(lat.p99)
+    def __init__(self, lat: LatencySpec, rng: np.random.Generator) -> None:
+        median = lat.median_us
+        p99 = lat.p99_us
         self.mu = math.log(median)
         self.sigma = math.log(p99 / median) / Z99 if p99 > median else 0.0
         self.fraction = lat.slow_fraction
@@ -70,26 +70,26 @@ class LatencySampler:
 
 
 class OutageWindow:
-    """One outage window, resolved: times in µs, the status mix as cumulative shares."""
+    """One outage window: its µs bounds, the status mix as cumulative shares, the regions it
+    applies to as place indexes."""
 
     __slots__ = ("cumulative", "end", "factor", "fraction", "mode", "regions", "retry_after",
                  "start")
 
-    def __init__(self, o: Outage, region_index: dict[str, int]) -> None:
-        self.start = parse_duration(o.start)
-        self.end = parse_duration(o.end)
+    def __init__(self, o: OutageSpec, region_index: dict[str, int]) -> None:
+        self.start = o.start_us
+        self.end = o.end_us
         self.mode = o.mode
-        statuses = sorted((int(k), w) for k, w in o.statuses.items() if w > 0)
-        total = sum(w for _, w in statuses) or 1.0
+        total = sum(o.statuses.values()) or 1.0
         self.cumulative: list[tuple[float, int]] = []  # (cumulative share, status)
         acc = 0.0
-        for code, w in statuses:
+        for code, w in o.statuses.items():
             acc += w / total
             self.cumulative.append((acc, code))
         self.fraction = o.fraction  # ``partial``: the share of requests that fail
         self.factor = o.factor  # ``slow``: the latency factor
         self.regions = frozenset(region_index[r] for r in o.regions) if o.regions else None
-        self.retry_after = parse_duration(o.retry_after) if o.retry_after else None
+        self.retry_after = o.retry_after_us
 
     def status(self, u: float) -> int:
         """The status drawn from the mix for a uniform ``u``."""
@@ -105,7 +105,7 @@ class OutageTable:
 
     __slots__ = ("windows",)
 
-    def __init__(self, outages: list[Outage], region_index: dict[str, int]) -> None:
+    def __init__(self, outages, region_index: dict[str, int]) -> None:
         self.windows = [OutageWindow(o, region_index) for o in outages]
 
     def active(self, now: int, region: int) -> OutageWindow | None:
@@ -124,10 +124,10 @@ class Upstream(Actor):
         Request: "_on_request",
     }
 
-    def __init__(self, name: str, domain: str, cfg, region_names: list[str],
-                 metrics: Metrics, dam_senders: set[int], min_rtt: int) -> None:
-        self.name = name
-        self.domain = domain
+    def __init__(self, cfg: UpstreamSpec, region_names: list[str], metrics: Metrics,
+                 dam_senders: set[int], min_rtt: int) -> None:
+        self.name = cfg.name
+        self.domain = cfg.domain
         self.cfg = cfg
         self.region_names = region_names  # index -> name; the last index is "client"
         self.metrics = metrics
@@ -136,18 +136,18 @@ class Upstream(Actor):
         self.servers = [0] * cfg.servers
         self.waiting: deque[int] = deque()
         self.queue_limit = cfg.queue
-        self.service_mean = parse_duration(cfg.service)
+        self.service_mean = cfg.service_us
         self.tokens = float(cfg.rate_burst)
         self.token_at = 0
         self.ledger: dict[int, int] = {}
         self.keyed_done: set[int] = set()
         hdr: dict[str, str] = {}
-        if cfg.advertise.rps is not None:
-            hdr["x-ezthrottle-rps"] = repr(float(cfg.advertise.rps))
-        if cfg.advertise.max_concurrent is not None:
-            hdr["x-ezthrottle-max-concurrent"] = str(cfg.advertise.max_concurrent)
+        if cfg.advertise_rps is not None:
+            hdr["x-ezthrottle-rps"] = repr(float(cfg.advertise_rps))
+        if cfg.advertise_max_concurrent is not None:
+            hdr["x-ezthrottle-max-concurrent"] = str(cfg.advertise_max_concurrent)
         self.headers = hdr or None
-        self.m_idx = metrics.domain_index(domain)
+        self.m_idx = metrics.domain_index(cfg.domain)
 
     def start(self, now: int) -> None:
         idx = {n: i for i, n in enumerate(self.region_names)}
@@ -248,9 +248,9 @@ class Receiver(Actor):
     kind = "receiver"
     HANDLERS: ClassVar[dict[type, str]] = {HookRequest: "_on_request"}
 
-    def __init__(self, name: str, cfg, region_names: list[str], metrics: Metrics,
+    def __init__(self, cfg: ReceiverSpec, region_names: list[str], metrics: Metrics,
                  min_rtt: int) -> None:
-        self.name = name
+        self.name = cfg.name
         self.min_rtt = min_rtt
         self.cfg = cfg
         self.region_names = region_names

@@ -9,6 +9,7 @@ from sim.messages import HookRequest, HookTag, Request
 from sim.metrics import Metrics
 from sim.scenario import Receiver as ReceiverCfg
 from sim.scenario import Upstream as UpstreamCfg
+from sim.scenario.resolved import ReceiverSpec, UpstreamSpec, receiver_spec, upstream_spec
 from sim.world import Receiver, Upstream
 
 REGIONS = ["iad", "lax", "client"]
@@ -35,23 +36,23 @@ class Probe(Actor):
             self.answers.append((now, msg))
 
 
-def upstream_cfg(**kw) -> UpstreamCfg:
+def upstream_cfg(**kw) -> UpstreamSpec:
     base = {"name": "u", "url": "https://u.example"}
     base.update(kw)
-    return msgspec.convert(base, UpstreamCfg)
+    return upstream_spec(msgspec.convert(base, UpstreamCfg))
 
 
-def receiver_cfg(**kw) -> ReceiverCfg:
+def receiver_cfg(**kw) -> ReceiverSpec:
     base = {"name": "r", "url": "https://r.example"}
     base.update(kw)
-    return msgspec.convert(base, ReceiverCfg)
+    return receiver_spec(msgspec.convert(base, ReceiverCfg))
 
 
-def run_upstream(cfg: UpstreamCfg, requests, *, until=10**9, dam_senders=(), seed=0):
+def run_upstream(cfg: UpstreamSpec, requests, *, until=10**9, dam_senders=(), seed=0):
     """requests: list of (at, logical, region_idx, timeout_us, idem, workload)."""
     metrics = Metrics(["w0", "w1"], ["https://u.example"], 10**9)
     k = Kernel()
-    up = Upstream("u", "https://u.example", cfg, REGIONS, metrics, set(dam_senders), 1000)
+    up = Upstream(cfg, REGIONS, metrics, set(dam_senders), 1000)
     def request(i, at, logical, region, timeout, idem, w):
         return lambda reply_to: Request(reply_to, i, logical, region, at + 1000 + timeout, idem,
                                         100, w)
@@ -64,10 +65,10 @@ def run_upstream(cfg: UpstreamCfg, requests, *, until=10**9, dam_senders=(), see
     return probe, up, metrics
 
 
-def run_receiver(cfg: ReceiverCfg, times, *, timeout=5_000_000, seed=0):
+def run_receiver(cfg: ReceiverSpec, times, *, timeout=5_000_000, seed=0):
     metrics = Metrics(["w0"], [], 10**9)
     k = Kernel()
-    rc = Receiver("r", cfg, REGIONS, metrics, 1000)
+    rc = Receiver(cfg, REGIONS, metrics, 1000)
     def hook(i, at):
         return lambda reply_to: HookRequest(reply_to, HookTag(-1, "job", i, 0, 0), 0,
                                             at + 1000 + timeout)

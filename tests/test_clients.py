@@ -5,7 +5,7 @@ import pytest
 
 from sim.clients import arrival_times
 from sim.runtime.local import run_local
-from sim.scenario import load_scenario
+from sim.scenario import load_scenario, resolve
 
 S = 1_000_000
 
@@ -21,15 +21,15 @@ def scenario(workload: dict, upstream: dict | None = None, **top):
 
 def test_poisson_constant_piecewise_and_trace_arrivals(tmp_path):
     rng = np.random.default_rng(0)
-    w = scenario({"arrivals": {"process": "poisson", "rate": 200.0}}).workloads[0]
+    w = resolve(scenario({"arrivals": {"process": "poisson", "rate": 200.0}})).workloads[0]
     n = sum(len(arrival_times(w, t, t + S, rng, None, {})) for t in range(0, 100 * S, S))
     assert 19_000 < n < 21_000
-    w = scenario({"arrivals": {"process": "constant", "rate": 4.0}}).workloads[0]
+    w = resolve(scenario({"arrivals": {"process": "constant", "rate": 4.0}})).workloads[0]
     st = {}
     times = arrival_times(w, 0, S, rng, None, st) + arrival_times(w, S, 2 * S, rng, None, st)
     assert times == [0, 250_000, 500_000, 750_000, S, 1_250_000, 1_500_000, 1_750_000]
-    w = scenario({"arrivals": {"process": "piecewise", "segments": [
-        {"until": "10s", "rate": 0.0}, {"until": "20s", "rate": 50.0}]}}).workloads[0]
+    w = resolve(scenario({"arrivals": {"process": "piecewise", "segments": [
+        {"until": "10s", "rate": 0.0}, {"until": "20s", "rate": 50.0}]}})).workloads[0]
     assert arrival_times(w, 5 * S, 6 * S, rng, None, {}) == []
     assert len(arrival_times(w, 15 * S, 16 * S, rng, None, {})) > 20
     (tmp_path / "t.csv").write_text("0.5\n1.25\n3.0\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics import Metrics
-from ..scenario import Workload
+from ..scenario.resolved import WorkloadSpec
 from .arrivals import arrival_times
 from .base import ClientBase
 from .diy import DiyClient
@@ -24,6 +24,6 @@ CLIENTS: dict[str, type[ClientBase]] = {"diy": DiyClient, "performance": Perform
                                         "frugal": FrugalClient}
 
 
-def make_client(index: int, w: Workload, topo, metrics: Metrics,
+def make_client(w: WorkloadSpec, topo, metrics: Metrics,
                 base_dir: Path | None = None) -> ClientBase:
-    return CLIENTS[w.strategy](index, w, topo, metrics, base_dir)
+    return CLIENTS[w.strategy](w, topo, metrics, base_dir)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scenario import ScenarioError, Workload, parse_duration
+from ..scenario import ScenarioError
+from ..scenario.resolved import WorkloadSpec
 
 __all__ = ["arrival_times", "load_trace"]
 
 S = 1_000_000
 
 
-def arrival_times(w: Workload, t0: int, t1: int, rng: np.random.Generator,
+def arrival_times(w: WorkloadSpec, t0: int, t1: int, rng: np.random.Generator,
                   trace: np.ndarray | None, state: dict) -> list[int]:
     """Arrival times (µs) in [t0, t1) for workload ``w``."""
     a = w.arrivals
@@ -25,7 +26,7 @@ def arrival_times(w: Workload, t0: int, t1: int, rng: np.random.Generator,
     if a.process == "piecewise":
         rate = a.segments[-1].rate
         for seg in a.segments:
-            if t0 < parse_duration(seg.until):
+            if t0 < seg.until_us:
                 rate = seg.rate
                 break
     else:

@@ -9,7 +9,7 @@ from engine.retry import BlockRandom
 from ..kernel import Actor
 from ..messages import Tick
 from ..metrics import Metrics
-from ..scenario import Workload, parse_duration
+from ..scenario.resolved import WorkloadSpec
 from .arrivals import arrival_times, load_trace
 
 __all__ = ["ClientBase"]
@@ -23,17 +23,17 @@ class ClientBase(Actor):
 
     kind = "client"
 
-    def __init__(self, index: int, w: Workload, topo, metrics: Metrics,
+    def __init__(self, w: WorkloadSpec, topo, metrics: Metrics,
                  base_dir: Path | None = None) -> None:
-        self.index = index
+        index = self.index = w.index
         self.name = f"client:{w.name}"
         self.w = w
         self.topo = topo
         self.metrics = metrics
         self.strategy = w.strategy
-        self.start_at = parse_duration(w.start)
-        self.stop_at = parse_duration(w.stop) if w.stop else topo.duration
-        self.upstream = topo.upstream_ids[topo.workload_domain[index]]
+        self.start_at = w.start_us
+        self.stop_at = w.stop_us
+        self.upstream = topo.upstream_ids[w.domain]
         self.region = topo.client_region
         self.link_up = topo.to_upstream
         self.link_gw = topo.client_to_gateway

@@ -10,7 +10,6 @@ from collections import deque
 from typing import ClassVar
 
 from engine.breaker import Verdict, verdict
-from engine.retry import Backoff
 
 from ..messages import Arrive, ClientRetry, Request, Response, Tick, TokenWake
 from ..policies import (
@@ -21,7 +20,6 @@ from ..policies import (
     RetryTokens,
     ThrottleWindow,
 )
-from ..scenario import parse_duration
 from .base import ClientBase
 
 __all__ = ["DiyClient", "DiyJob"]
@@ -54,16 +52,15 @@ class DiyClient(ClientBase):
         super().__init__(*args, **kw)
         d = self.w.diy
         self.retries = d.retries
-        self.backoff = Backoff(kind=d.backoff.kind, base_us=parse_duration(d.backoff.base),
-                               cap_us=parse_duration(d.backoff.cap))
-        self.timeout = parse_duration(d.timeout)
+        self.backoff = d.backoff
+        self.timeout = d.timeout_us
         self.cap = d.concurrency
         self.idem = d.idempotency_key
         self.honor_retry_after = d.honor_retry_after
         self.tokens = RetryTokens(d.budget.max_tokens, d.budget.token_ratio) if d.budget \
             else None
-        self.throttle = ThrottleWindow(d.adaptive.k, parse_duration(d.adaptive.window)) \
-            if d.adaptive else None
+        self.throttle = ThrottleWindow(d.adaptive.k, d.adaptive.window_us) if d.adaptive \
+            else None
         q = d.retry_quota
         self.quota = RetryQuota(q.max_tokens, q.retry_cost, q.timeout_cost,
                                 q.success_refund) if q else None
@@ -77,7 +74,7 @@ class DiyClient(ClientBase):
             else None
         br = d.breaker
         self.breaker = ClientBreaker(br.failure_rate, br.window_calls, br.min_calls,
-                                     parse_duration(br.open), br.half_open_calls) if br else None
+                                     br.open_us, br.half_open_calls) if br else None
         self.jobs: dict[int, DiyJob] = {}
         self.waiting: deque[tuple[int, int]] = deque()  # (job, arrived) beyond the cap
         self.active = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..messages import Arrive, Request, Response, Submit, Tick
-from ..scenario import parse_duration
 from .base import ClientBase
 
 __all__ = ["FrugalClient"]
@@ -21,7 +20,7 @@ class FrugalClient(ClientBase):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self.timeout = parse_duration(self.w.frugal.local_timeout)
+        self.timeout = self.w.frugal.local_timeout_us
         self.fallback_codes = frozenset(self.w.frugal.fallback_on_error)
         self.arrived_at: dict[int, int] = {}  # job -> arrival time, while its local try runs
 

@@ -1,9 +1,7 @@
-"""Scenario files: TOML → validated, typed :class:`Scenario` (msgspec), with exact error paths.
+"""Loading a scenario: TOML → ``--set`` overrides → the schema → cross-field checks.
 
-Durations are strings (``"250ms"``, ``"5m"``, ``"5m30s"``; units us, ms, s, m, h),
-rates are numbers per second. ``--set path=value`` overrides any field before validation
-(``workloads.diy-immediate.arrivals.rate=500``: list items can be named by index or by ``name``).
-Every problem raises :class:`ScenarioError` with the path and what was expected.
+Every problem raises :class:`~sim.scenario.schema.ScenarioError` with the exact path
+(``$.workloads[2].arrivals.rate``) and what was expected; never another exception.
 """
 
 from __future__ import annotations
@@ -11,303 +9,17 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 import msgspec.inspect
 
-from engine.breaker import BreakerConfig
-from engine.errors import ApidamError
-from engine.pacing import PacingConfig
-from engine.retry import BACKOFF_KINDS
+from engine.signing import MIN_SECRET_LENGTH
 from engine.spec import SpecError, domain_of, parse_job
 
-__all__ = [
-    "Scenario",
-    "ScenarioError",
-    "apply_override",
-    "load_scenario",
-    "parse_duration",
-]
+from .schema import Latency, Outage, Scenario, ScenarioError, parse_duration
 
-Duration = Annotated[str, msgspec.Meta(pattern=r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
-Rate = Annotated[float, msgspec.Meta(ge=0)]
-Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-Share = Annotated[float, msgspec.Meta(gt=0, le=1)]
-
-_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-
-
-class ScenarioError(ApidamError):
-    def __init__(self, path: str, reason: str, file: str | None = None) -> None:
-        self.path = path
-        self.reason = reason
-        self.file = file
-        super().__init__(f"{file + ': ' if file else ''}{path}: {reason}")
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
-
-
-def format_duration(us: int) -> str:
-    """The inverse of :func:`parse_duration` for whole units: 5000000 → ``"5s"``."""
-    for unit in ("h", "m", "s", "ms"):
-        if us and us % _UNITS[unit] == 0:
-            return f"{us // _UNITS[unit]}{unit}"
-    return f"{us}us"
-
-
-def parse_duration(text: str) -> int:
-    """``"250ms"`` → 250000, ``"5m30s"`` → 330000000 (µs)."""
-    if not re.fullmatch(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h))+", text):
-        raise ValueError(f"not a duration: {text!r}")
-    return round(sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
-
-
-class _S(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
-
-
-class Latency(_S, kw_only=True):
-    median: Duration = "50ms"
-    p99: Duration = "250ms"
-    slow_fraction: Fraction = 0.0
-    slow_factor: Annotated[float, msgspec.Meta(ge=1)] = 10.0
-
-
-class Outage(_S, kw_only=True):
-    start: Duration
-    end: Duration
-    mode: Literal["error", "slow", "blackhole", "partial"] = "error"
-    statuses: dict[str, float] = msgspec.field(default_factory=lambda: {"503": 1.0})
-    fraction: Fraction = 0.5
-    factor: Annotated[float, msgspec.Meta(ge=1)] = 10.0
-    retry_after: Duration | None = None
-    regions: list[str] = msgspec.field(default_factory=list)
-
-
-class Advertise(_S, kw_only=True):
-    rps: float | None = None
-    max_concurrent: int | None = None
-
-
-class Upstream(_S, kw_only=True):
-    name: Name
-    url: str
-    servers: PosInt = 200
-    service: Duration = "20ms"
-    queue: NonNegInt = 1000
-    rate_limit: Rate = 0.0  # own token bucket, requests/s; 0 = none
-    rate_burst: PosInt = 1
-    idempotency: bool = False
-    advertise: Advertise = Advertise()
-    latency: Latency = Latency()
-    region_latency: dict[str, Latency] = msgspec.field(default_factory=dict)
-    outages: list[Outage] = msgspec.field(default_factory=list)
-
-
-class Receiver(_S, kw_only=True):
-    name: Name
-    url: str
-    latency: Latency = Latency(median="30ms", p99="150ms")
-    outages: list[Outage] = msgspec.field(default_factory=list)
-
-
-class Segment(_S, kw_only=True):
-    until: Duration
-    rate: Rate
-
-
-class Arrivals(_S, kw_only=True):
-    process: Literal["poisson", "constant", "piecewise", "trace"] = "poisson"
-    rate: Rate = 1.0
-    segments: list[Segment] = msgspec.field(default_factory=list)
-    file: str | None = None
-
-
-class BackoffCfg(_S, kw_only=True):
-    kind: str = "full_jitter"
-    base: Duration = "1s"
-    cap: Duration = "60s"
-
-
-class Budget(_S, kw_only=True):
-    max_tokens: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    token_ratio: Annotated[float, msgspec.Meta(ge=0)] = 0.1
-
-
-class Adaptive(_S, kw_only=True):
-    k: Annotated[float, msgspec.Meta(ge=1)] = 2.0
-    window: Duration = "2m"
-
-
-class RetryQuota(_S, kw_only=True):
-    """AWS SDK standard mode's retry quota (defaults: the SDKs')."""
-
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 500
-    retry_cost: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 5
-    timeout_cost: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10
-    success_refund: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1
-
-
-class RateLimiter(_S, kw_only=True):
-    """AWS SDK adaptive mode's client-side rate limiter (CUBIC; defaults: the SDKs')."""
-
-    beta: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.7
-    scale: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 0.4
-    min_rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 0.5
-    smoothing: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
-
-
-class ConcurrentRetryBudget(_S, kw_only=True):
-    """Envoy's retry budget (defaults: Envoy's)."""
-
-    percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 20.0
-    min_concurrency: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 3
-
-
-class ClientBreakerCfg(_S, kw_only=True):
-    """A Resilience4j circuit breaker in the client (defaults: Resilience4j's)."""
-
-    failure_rate: Share = 0.5
-    window_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
-    min_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
-    open: Duration = "60s"
-    half_open_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10
-
-
-class Diy(_S, kw_only=True):
-    retries: NonNegInt = 3
-    backoff: BackoffCfg = BackoffCfg()
-    timeout: Duration = "10s"
-    concurrency: PosInt = 1000
-    idempotency_key: bool = False
-    budget: Budget | None = None
-    adaptive: Adaptive | None = None
-    honor_retry_after: bool = False
-    retry_quota: RetryQuota | None = None
-    rate_limiter: RateLimiter | None = None
-    concurrent_retry_budget: ConcurrentRetryBudget | None = None
-    breaker: ClientBreakerCfg | None = None
-
-
-class Frugal(_S, kw_only=True):
-    local_timeout: Duration = "30s"
-    fallback_on_error: list[int] = msgspec.field(
-        default_factory=lambda: [429, 500, 502, 503, 504])
-
-
-class Workload(_S, kw_only=True):
-    name: Name
-    upstream: Name
-    path: str = "/"
-    method: str = "POST"
-    payload_bytes: NonNegInt = 1024
-    customer: str = "cust_default"
-    strategy: Literal["diy", "performance", "frugal"] = "diy"
-    arrivals: Arrivals = Arrivals()
-    start: Duration = "0s"
-    stop: Duration | None = None
-    resubmit_fraction: Fraction = 0.0
-    diy: Diy = Diy()
-    frugal: Frugal = Frugal()
-    step: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class RegionOutage(_S, kw_only=True):
-    region: str
-    start: Duration
-    end: Duration
-
-
-class Limiter(_S, kw_only=True):
-    rate: Annotated[float, msgspec.Meta(gt=0)] = 2.0
-    burst: PosInt = 1
-    max_concurrent: PosInt = 2
-
-
-_BREAKER = BreakerConfig()
-_PACING = PacingConfig()
-
-
-class Breaker(_S, kw_only=True):
-    """``[dam.breaker]``: the per-domain circuit breaker (defaults: ``engine.breaker``)."""
-
-    enabled: bool = _BREAKER.enabled
-    failure_rate: Share = _BREAKER.failure_rate
-    window_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = _BREAKER.window_calls
-    window: Duration = format_duration(_BREAKER.window_us)
-    min_calls: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = _BREAKER.min_calls
-    open: Duration = format_duration(_BREAKER.open_us)
-    max_open: Duration = format_duration(_BREAKER.max_open_us)
-    probes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = _BREAKER.probes
-    probe_interval: Duration = format_duration(_BREAKER.probe_interval_us)
-
-
-class Pacing(_S, kw_only=True):
-    """``[dam.pacing]``: slow start and the adaptive pace (defaults: ``engine.pacing``)."""
-
-    slow_start: Duration = format_duration(_PACING.slow_start_us)
-    slow_start_floor: Share = _PACING.slow_start_floor
-    adaptive: bool = _PACING.adaptive
-    min_rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = _PACING.min_rate
-    beta: Annotated[float, msgspec.Meta(gt=0, lt=1)] = _PACING.beta
-    scale: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = _PACING.scale
-
-
-class Dam(_S, kw_only=True):
-    regions: list[Name] = msgspec.field(default_factory=lambda: ["iad"])
-    gateway_region: str | None = None
-    tier: Literal["free", "indie", "growth", "pro"] = "growth"
-    attempt_timeout: Duration = "30s"
-    webhook_timeout: Duration = "10s"
-    webhook_schedule: list[Duration] = msgspec.field(
-        default_factory=lambda: ["0s", "1s", "5s", "30s", "2m", "10m", "30m", "1h"])
-    limiter: Limiter = Limiter()
-    breaker: Breaker = Breaker()
-    pacing: Pacing = Pacing()
-    backoff: BackoffCfg = BackoffCfg()
-    outages: list[RegionOutage] = msgspec.field(default_factory=list)
-    webhook_secret: str | None = None
-
-
-class Network(_S, kw_only=True):
-    client_to_gateway: Duration = "20ms"
-    intra_region: Duration = "500us"
-    to_upstream: Duration = "1ms"
-    regions: dict[str, Duration] = msgspec.field(default_factory=dict)  # "iad-lax" = "30ms"
-
-
-class Costs(_S, kw_only=True):
-    egress_usd_per_gb: Rate = 0.09
-    invocation_usd_per_million: Rate = 0.20
-    gb_second_usd: Rate = 0.0000166667
-    memory_gb: Rate = 0.5
-    queue_usd_per_million: Rate = 0.40
-
-
-class Scenario(_S, kw_only=True):
-    name: str
-    description: str = ""
-    seed: NonNegInt = 0
-    duration: Duration
-    drain: Duration = "10m"
-    network: Network = Network()
-    dam: Dam = Dam()
-    upstreams: list[Upstream]
-    receivers: list[Receiver] = msgspec.field(default_factory=list)
-    workloads: list[Workload]
-    costs: Costs = Costs()
-
-    # -- derived (validated by load_scenario) --------------------------------------------------
-    def us(self, value: str) -> int:
-        return parse_duration(value)
-
-    def upstream(self, name: str) -> Upstream:
-        return next(u for u in self.upstreams if u.name == name)
+__all__ = ["apply_override", "load_scenario", "max_link_us"]
 
 
 def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
@@ -439,10 +151,8 @@ def _checks(sc: Scenario) -> None:
             err(f"$.dam.breaker.{name}", "must be > 0")
     if dur("", br.max_open) < dur("", br.open):
         err("$.dam.breaker.max_open", f"must be >= open ({br.open})")
-    if sc.dam.backoff.kind not in BACKOFF_KINDS:
-        err("$.dam.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
-    if sc.dam.webhook_secret is not None and len(sc.dam.webhook_secret) < 16:
-        err("$.dam.webhook_secret", "must be at least 16 characters")
+    if sc.dam.webhook_secret is not None and len(sc.dam.webhook_secret) < MIN_SECRET_LENGTH:
+        err("$.dam.webhook_secret", f"must be at least {MIN_SECRET_LENGTH} characters")
 
     names = [u.name for u in sc.upstreams]
     if not names:
@@ -500,8 +210,6 @@ def _checks(sc: Scenario) -> None:
             err(f"{p}.arrivals.segments", "piecewise arrivals need at least one segment")
         if a.process == "trace" and not a.file:
             err(f"{p}.arrivals.file", "trace arrivals need a CSV file of timestamps")
-        if w.diy.backoff.kind not in BACKOFF_KINDS:
-            err(f"{p}.diy.backoff.kind", f"expected one of {', '.join(BACKOFF_KINDS)}")
         cb = w.diy.breaker
         if cb is not None:
             if cb.min_calls > cb.window_calls:
