@@ -99,7 +99,7 @@ def round_costs(ray) -> dict:
 
 
 def compare(sc, placements, label: str) -> dict:
-    from sim.runtime.groups import run_groups
+    from sim.runtime.coordinator import run_groups
     from sim.runtime.local import run_local
     from sim.runtime.ray import run_ray
 

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from .errors import CapReached
+from .units import US_PER_S
 
 __all__ = [
     "TIERS",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 TierName = Literal["free", "indie", "growth", "pro"]
-US_PER_DAY = 86_400 * 1_000_000
+US_PER_DAY = 86_400 * US_PER_S
 OVERAGE_BLOCK = 100_000
 
 

@@ -28,10 +28,10 @@ from collections import deque
 import msgspec
 
 from .spec import RetryPolicy
+from .units import US_PER_S as S
 
 __all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Verdict", "verdict"]
 
-S = 1_000_000
 
 
 class Verdict(enum.IntEnum):

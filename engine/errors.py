@@ -7,6 +7,8 @@ simulator) can show one clear line instead of a traceback.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "ApidamError",
     "BillingError",
@@ -16,7 +18,26 @@ __all__ = [
     "SecretError",
     "SpecError",
     "WebhookVerificationError",
+    "validation_path",
 ]
+
+_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+
+
+def validation_path(err: Exception) -> tuple[str, str]:
+    """A ``msgspec.ValidationError`` as ``(path, reason)``: the path of the offending field
+    (``$.a.b[2]``; a missing or unknown field's own path, not its parent's) and a reason in
+    apidam's wording. The one translator for payloads and scenario files alike."""
+    m = _MSGSPEC_AT.match(str(err))
+    assert m is not None  # the pattern matches any string
+    msg, path = m.group("msg"), m.group("path") or "$"
+    for pattern, reason in (
+            (r"Object missing required field `([^`]+)`", "required field is missing"),
+            (r"Object contains unknown field `([^`]+)`", "unknown field")):
+        hit = re.match(pattern, msg)
+        if hit:
+            return f"{path}.{hit.group(1)}", reason
+    return path, msg.replace("Expected `", "expected `").replace(" | null`", "`")
 
 
 class ApidamError(Exception):

@@ -1,8 +1,9 @@
 """Idempotency keys and the per-customer dedupe table.
 
-Key derivation (DESIGN §2.1): a custom ``idempotent_key`` wins; HASH (the default) is the hex
-SHA-256 of the UTF-8 compact JSON array ``[customer_id, METHOD, url, body or ""]``; UNIQUE is a
-UUID4 drawn from the caller's ``numpy.random.Generator`` (never from global random state).
+Key derivation (docs/SEMANTICS.md §3): a custom ``idempotent_key`` wins; HASH (the default) is
+the hex SHA-256 of the UTF-8 compact JSON array ``[customer_id, METHOD, url, body or ""]``;
+UNIQUE is a UUID4 drawn from the caller's ``numpy.random.Generator`` (never from global random
+state).
 
 The table maps ``(customer_id, key) -> job_id``. Entries live while their job is active and for
 ``retention_us`` after it ends. Expiry is driven by a min-heap of deadlines, so ``expire(now)``
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .units import US_PER_S
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 #: How long a key outlives its job's terminal state (24 h), in microseconds.
-DEFAULT_RETENTION_US = 24 * 3600 * 1_000_000
+DEFAULT_RETENTION_US = 24 * 3600 * US_PER_S
 
 
 class IdempotentStrategy(enum.Enum):

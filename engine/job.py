@@ -17,6 +17,7 @@ branch is meant to run).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 
 from .events import (
@@ -45,17 +46,57 @@ from .spec import JobSpec
 from .webhooks import DEFAULT_SCHEDULE_US, WebhookFanout, webhook_payload
 from .workflow import failure_fires, first_dispatch_at, timeout_fires_at
 
-__all__ = ["DEFAULT_ATTEMPT_TIMEOUT_US", "DamContext", "JobMachine"]
+__all__ = ["DEFAULT_ATTEMPT_TIMEOUT_US", "ArmState", "BranchState", "DamContext", "JobMachine",
+           "JobStatus", "Timer"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_ATTEMPT_TIMEOUT_US = 30_000_000  # per upstream attempt
 
-# branch states: WAIT = asked for a permit (possibly not before a backoff time); GHOST =
-# cancelled while in flight (its answer is still awaited)
-WAIT, FLIGHT, OK, FAIL, CANCELLED, GHOST = range(6)
+
+
+class JobStatus(enum.StrEnum):
+    """A job's status (``StatusChanged.status``, ``JobOutcome.status``); equal to its string."""
+
+    NEW = "new"
+    QUEUED = "queued"
+    DISPATCHING = "dispatching"
+    RACING = "racing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+
+
+class BranchState(enum.IntEnum):
+    WAIT = 0  # asked for a permit (possibly not before a backoff time)
+    FLIGHT = 1  # an attempt is in flight
+    OK = 2
+    FAIL = 3
+    CANCELLED = 4
+    GHOST = 5  # cancelled while in flight: its answer is still awaited
+
+
+class ArmState(enum.IntEnum):
+    IDLE = 0
+    RUNNING = 1
+    OK = 2
+    FAIL = 3
+
+
+class Timer(enum.StrEnum):
+    """The first item of a job's timer token (``SetTimer.token``)."""
+
+    START = "start"  # retry_at: the first dispatch
+    HEDGE = "hedge"  # (HEDGE, arm): start the arm's next region
+    FALLBACK = "fallback"  # (FALLBACK, arm): an on_timeout fallback arm fires
+    HOOK = "hook"  # (HOOK, webhook): a webhook's next delivery round
+    ON_FAILURE = "on_failure"  # on_failure_timeout_ms
+
+
+WAIT, FLIGHT, OK, FAIL, CANCELLED, GHOST = BranchState
 LIVE = (WAIT, FLIGHT)
-# arm states
-IDLE, RUNNING, ARM_OK, ARM_FAIL = range(4)
+IDLE, RUNNING, ARM_OK, ARM_FAIL = ArmState
 
 
 class DamContext:
@@ -98,14 +139,12 @@ class _Branch:
 
 
 class _Arm:
-    __slots__ = ("branches", "headers", "index", "listed", "next_plan", "plan", "spec",
-                 "started_at", "state")
+    __slots__ = ("branches", "headers", "index", "listed", "next_plan", "plan", "spec", "state")
 
     def __init__(self, index: int, spec: JobSpec, key: str, default_region: str) -> None:
         self.index = index
         self.spec = spec
         self.state = IDLE
-        self.started_at = 0
         self.branches: list[int] = []
         self.plan: tuple[str, ...] = ()
         self.next_plan = 0
@@ -126,7 +165,7 @@ class JobMachine:
         chain = (spec, *spec.fallback_chain())
         self.arms = [_Arm(i, s, key, ctx.default_region) for i, s in enumerate(chain)]
         self.branches: list[_Branch] = []
-        self.status = "new"
+        self.status = JobStatus.NEW
         self.winner: _Branch | None = None
         self.result: AttemptFinished | None = None
         self.result_at = 0
@@ -169,7 +208,7 @@ class JobMachine:
     def resume(self, succeeded: bool, status: int | None, error: str | None, now: int) -> list:
         """Recovery: this job was decided by a machine that was lost (its region died while it
         delivered webhooks). Deliver the decided result from here; execute nothing."""
-        if self.status != "new":
+        if self.status != JobStatus.NEW:
             raise RuntimeError("resume() is only for a fresh machine")
         self.out = out = []
         self.submitted_at = now
@@ -195,17 +234,17 @@ class JobMachine:
             self.out.append(StatusChanged(self.job_id, status))
 
     def _on_submit(self, now: int) -> None:
-        if self.status != "new":
+        if self.status != JobStatus.NEW:
             return
         self.submitted_at = now
-        self._set_status("queued")
+        self._set_status(JobStatus.QUEUED)
         spec = self.spec
         if spec.on_failure is not None and spec.on_failure_timeout_ms is not None:
             self.out.append(SetTimer(self.job_id, now + spec.on_failure_timeout_ms * 1000,
-                                     ("on_failure",)))
+                                     (Timer.ON_FAILURE,)))
         at = first_dispatch_at(spec, now)
         if at > now:
-            self.out.append(SetTimer(self.job_id, at, ("start",)))
+            self.out.append(SetTimer(self.job_id, at, (Timer.START,)))
         else:
             self._fire_arm(0, now)
 
@@ -217,12 +256,11 @@ class JobMachine:
         if arm.state != IDLE or self._decided():
             return
         arm.state = RUNNING
-        arm.started_at = now
         arm.plan = initial_regions(arm.listed, arm.spec.region_policy, self.ctx.health)
         if k + 1 < len(self.arms):
             at = timeout_fires_at(self.arms[k + 1].spec.effective_trigger, now)
             if at is not None:
-                self.out.append(SetTimer(self.job_id, at, ("fallback", k + 1)))
+                self.out.append(SetTimer(self.job_id, at, (Timer.FALLBACK, k + 1)))
         if not arm.plan:
             self._arm_failed(arm, None, "region_unavailable", now)
             return
@@ -238,7 +276,7 @@ class JobMachine:
         if self._decided():
             return
         live = sum(1 for b in self.branches if b.state in LIVE)
-        self._set_status("racing" if live > 1 else "dispatching")
+        self._set_status(JobStatus.RACING if live > 1 else JobStatus.DISPATCHING)
 
     def _start_next_hedge(self, arm: _Arm, now: int) -> None:
         used = {self.branches[b].region for b in arm.branches if self.branches[b].state in LIVE}
@@ -250,7 +288,7 @@ class JobMachine:
             self._new_branch(arm, region)
             if arm.next_plan < len(arm.plan):
                 self.out.append(SetTimer(self.job_id, now + arm.spec.hedge_delay_ms * 1000,
-                                         ("hedge", arm.index)))
+                                         (Timer.HEDGE, arm.index)))
             return
 
     def _new_branch(self, arm: _Arm, region: str) -> None:
@@ -401,7 +439,7 @@ class JobMachine:
     def _decide(self, succeeded: bool, now: int) -> None:
         self.result_at = now
         self.succeeded = succeeded
-        self._set_status("succeeded" if succeeded else "failed")
+        self._set_status(JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED)
         spec = self.spec
         if not spec.webhooks:
             return
@@ -413,31 +451,31 @@ class JobMachine:
         secret = self.ctx.secret_for(spec.customer_id) if self.ctx.secret_for else None
         self.fanout = WebhookFanout(self.job_id, spec.webhooks, spec.webhook_quorum, body, region,
                                     secret, self.ctx.schedule)
-        self._set_status("delivering")
+        self._set_status(JobStatus.DELIVERING)
         sends, timers = self.fanout.start(now)
         self.out.extend(sends)
         for at, hook in timers:
-            self.out.append(SetTimer(self.job_id, at, ("hook", hook)))
+            self.out.append(SetTimer(self.job_id, at, (Timer.HOOK, hook)))
         self._webhook_status()
 
     # -- timers, regions, webhooks, cancel -------------------------------------------------------
     def _on_timer(self, token: tuple, now: int) -> None:
-        kind = token[0]
-        if kind == "hook":
+        kind, *arg = token
+        if kind == Timer.HOOK:
             if self.fanout is not None:
-                self.out.extend(self.fanout.on_timer(token[1], now))
-        elif kind == "hedge":
-            arm = self.arms[token[1]]
+                self.out.extend(self.fanout.on_timer(arg[0], now))
+        elif kind == Timer.HEDGE:
+            arm = self.arms[arg[0]]
             if arm.state == RUNNING and not self._decided():
                 self._start_next_hedge(arm, now)
                 self._update_running_status()
-        elif kind == "fallback":
-            k = token[1]
+        elif kind == Timer.FALLBACK:
+            k = arg[0]
             if self.arms[k - 1].state == RUNNING and not self._decided():
                 self._fire_arm(k, now)
-        elif kind == "start":
+        elif kind == Timer.START:
             self._fire_arm(0, now)
-        elif kind == "on_failure" and not self._decided() and not self.on_failure_spawned:
+        elif kind == Timer.ON_FAILURE and not self._decided() and not self.on_failure_spawned:
             self.on_failure_spawned = True
             self.out.append(SpawnJob(self.job_id, "on_failure", self.spec.on_failure.to_payload()))
 
@@ -466,12 +504,12 @@ class JobMachine:
         if self.fanout is None:
             return
         for at, hook in self.fanout.on_result(ev.hook, ev.round, ev.status, ev.error, now):
-            self.out.append(SetTimer(self.job_id, at, ("hook", hook)))
+            self.out.append(SetTimer(self.job_id, at, (Timer.HOOK, hook)))
         self._webhook_status()
 
     def _webhook_status(self) -> None:
         st = self.fanout.status if self.fanout is not None else None
-        if st in ("delivered", "undelivered"):
+        if st in (JobStatus.DELIVERED, JobStatus.UNDELIVERED):
             self._set_status(st)
 
     def _on_cancel(self, reason: str, now: int) -> None:

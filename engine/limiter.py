@@ -35,6 +35,7 @@ import msgspec
 
 from .breaker import BreakerConfig, BreakerState, CircuitBreaker, Verdict
 from .pacing import CubicPace, PacingConfig, slow_start_factor
+from .units import US_PER_S
 
 __all__ = ["BLOCKED", "GRANTED", "DomainLimiter", "LimiterConfig", "parse_retry_after"]
 
@@ -66,7 +67,7 @@ class LimiterConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _interval(rate: float) -> int:
-    return max(1, math.ceil(1_000_000 / rate))
+    return max(1, math.ceil(US_PER_S / rate))
 
 
 def parse_retry_after(value: str | None) -> int | None:
@@ -83,7 +84,7 @@ def parse_retry_after(value: str | None) -> int | None:
         return None
     if not math.isfinite(secs) or secs < 0:
         return None
-    return round(secs * 1_000_000)
+    return round(secs * US_PER_S)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -187,15 +188,10 @@ class DomainLimiter:
         b = self.breaker
         if b is not None and b.state is not BreakerState.CLOSED:
             return 0.0 if b.state is BreakerState.OPEN and now < b.open_until \
-                else 1e6 / max(1, b.config.probe_interval_us)
+                else US_PER_S / max(1, b.config.probe_interval_us)
         if now < self._ramp_end:
             return self.pace * slow_start_factor(now, self._ramp_start, self.pacing)
         return self.pace
-
-    def next_allowed(self, now: int) -> int:
-        """Earliest time ≥ now at which pacing and pause would allow a start (ignores the cap)."""
-        at = max(now, self.paused_until, self.tat - (self.config.burst - 1) * self._interval)
-        return at
 
     def release(self, now: int) -> None:
         if self.in_flight <= 0:

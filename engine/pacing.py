@@ -23,9 +23,10 @@ import math
 
 import msgspec
 
+from .units import US_PER_S as S
+
 __all__ = ["CubicPace", "PacingConfig", "slow_start_factor"]
 
-S = 1_000_000
 
 
 class PacingConfig(msgspec.Struct, frozen=True, kw_only=True):

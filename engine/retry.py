@@ -35,6 +35,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from .spec import RetryPolicy
+from .units import US_PER_S
 
 __all__ = [
     "BACKOFF_KINDS",
@@ -51,7 +52,6 @@ BackoffKind = Literal["none", "constant", "exponential", "full_jitter", "equal_j
                       "decorrelated_jitter"]
 BACKOFF_KINDS: tuple[str, ...] = ("none", "constant", "exponential", "full_jitter",
                                   "equal_jitter", "decorrelated_jitter")
-NETWORK_ERRORS = frozenset({"timeout", "connect", "reset", "region_down"})
 
 
 class Outcome(enum.IntEnum):
@@ -123,7 +123,7 @@ def decide(wanted: Outcome, retries_used: int, reroutes_used: int, policy: Retry
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):
     kind: BackoffKind = "full_jitter"
-    base_us: int = 1_000_000
+    base_us: int = US_PER_S
     cap_us: int = 60_000_000
 
     def __post_init__(self) -> None:

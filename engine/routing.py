@@ -87,6 +87,16 @@ class RegionHealth:
         if ok:
             self.mark_up(region)
 
+    def cached_plan(self, key: tuple) -> tuple[str, ...] | None:
+        """A plan memoised under ``key`` at the current health version, if any."""
+        hit = self._plans.get(key)
+        return hit[1] if hit is not None and hit[0] == self.version else None
+
+    def cache_plan(self, key: tuple, plan: tuple[str, ...]) -> None:
+        if len(self._plans) > 4096:
+            self._plans.clear()
+        self._plans[key] = (self.version, plan)
+
 
 def listed_regions(regions: Sequence[str], default_region: str) -> tuple[str, ...]:
     return tuple(regions) if regions else (default_region,)
@@ -96,13 +106,10 @@ def initial_regions(listed: Sequence[str], policy: str, health: RegionHealth) ->
     """The plan for ``listed`` under ``policy`` (memoised per health version: plans are asked
     for once per job, health changes rarely)."""
     key = (tuple(listed), policy)
-    hit = health._plans.get(key)
-    if hit is not None and hit[0] == health.version:
-        return hit[1]
-    plan = _plan(listed, policy, health)
-    if len(health._plans) > 4096:
-        health._plans.clear()
-    health._plans[key] = (health.version, plan)
+    plan = health.cached_plan(key)
+    if plan is None:
+        plan = _plan(listed, policy, health)
+        health.cache_plan(key, plan)
     return plan
 
 

@@ -21,6 +21,7 @@ import math
 import msgspec
 
 from .errors import SecretError, WebhookVerificationError
+from .units import US_PER_S
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -225,4 +226,4 @@ class SecretStore:
         """Verify with the customer's current secrets at virtual time ``now_us``."""
         s = self.secrets(customer_id, now_us)
         return try_verify_with_secrets(payload, header, s.primary, s.active_secondary(now_us),
-                                       tolerance, now_us / 1_000_000)
+                                       tolerance, now_us / US_PER_S)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from .aliases import MAX_NESTING, Shape
-from .errors import SpecError
+from .errors import SpecError, validation_path
 from .jobspec import (
     DEFAULT_HEDGE_DELAY_MS,
     ExecutionMode,
@@ -54,7 +54,6 @@ __all__ = [
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 EXECUTION_MODES = ("race", "fanout", "hedge")
 REGION_POLICIES = ("fallback", "strict")
-TRIGGER_TYPES = ("on_error", "on_timeout")
 
 #: Largest request body accepted, in UTF-8 bytes (ezthrottle-local's EZTHROTTLE_MAX_BODY_BYTES).
 MAX_BODY_BYTES = 1 << 20
@@ -115,19 +114,8 @@ class _WireJob(msgspec.Struct, forbid_unknown_fields=True):
     on_failure_timeout_ms: int | None = None
 
 
-_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
-
-
 def _type_error(err: msgspec.ValidationError, shape: Shape) -> SpecError:
-    m = _MSGSPEC_AT.match(str(err))
-    assert m is not None  # the pattern matches any string
-    msg, path = m.group("msg"), m.group("path") or "$"
-    missing = re.match(r"Object missing required field `(\w+)`", msg)
-    if missing:
-        path = f"{path}.{missing.group(1)}" if path != "$" else f"$.{missing.group(1)}"
-        msg = "required field is missing"
-    else:
-        msg = msg.replace("Expected `", "expected `").replace(" | null`", "`")
+    path, msg = validation_path(err)
     return SpecError(shape.translate(path), msg)
 
 
@@ -263,7 +251,7 @@ class _Resolver:
                                                       f"and reroute_codes")
         return policy
 
-    def job(self, w: _WireJob, at: str, *, is_fallback: bool) -> JobSpec:
+    def job(self, w: _WireJob, at: str) -> JobSpec:
         p = self.p
         explicit = {f for f in w.__struct_fields__ if getattr(w, f) is not None}
         domain = _check_url(w.url, p(f"{at}.url"))
@@ -347,11 +335,11 @@ class _Resolver:
                        MAX_TIMEOUT_MS)
             kw["on_failure_timeout_ms"] = w.on_failure_timeout_ms
         if w.fallback_job is not None:
-            kw["fallback_job"] = self.job(w.fallback_job, f"{at}.fallback_job", is_fallback=True)
+            kw["fallback_job"] = self.job(w.fallback_job, f"{at}.fallback_job")
         if w.on_success is not None:
-            kw["on_success"] = self.job(w.on_success, f"{at}.on_success", is_fallback=False)
+            kw["on_success"] = self.job(w.on_success, f"{at}.on_success")
         if w.on_failure is not None:
-            kw["on_failure"] = self.job(w.on_failure, f"{at}.on_failure", is_fallback=False)
+            kw["on_failure"] = self.job(w.on_failure, f"{at}.on_failure")
         return JobSpec(**kw, explicit=frozenset(explicit))
 
 
@@ -373,4 +361,4 @@ def parse_job(payload: Any, customer_id: str) -> JobSpec:
         raise _type_error(e, shape) from None
     except RecursionError:
         raise SpecError("$", "payload nested too deeply") from None
-    return _Resolver(customer_id, shape).job(wire, "$", is_fallback=False)
+    return _Resolver(customer_id, shape).job(wire, "$")

@@ -26,6 +26,7 @@ import msgspec
 
 from .signing import SIGNATURE_HEADER, sign_webhook
 from .spec import WebhookSpec
+from .units import US_PER_S as S
 
 __all__ = [
     "DEFAULT_SCHEDULE_US",
@@ -38,7 +39,6 @@ __all__ = [
     "webhook_payload",
 ]
 
-S = 1_000_000
 DEFAULT_SCHEDULE_US: tuple[int, ...] = (0, S, 5 * S, 30 * S, 120 * S, 600 * S, 1800 * S, 3600 * S)
 EVENT_ID_HEADER = "X-EZThrottle-Event-Id"
 _encode = msgspec.json.Encoder().encode
@@ -197,7 +197,7 @@ class WebhookFanout:
         h.outcomes = []
         headers = {"Content-Type": "application/json", EVENT_ID_HEADER: f"{self.event_prefix}{i}"}
         if self.secret is not None:
-            headers[SIGNATURE_HEADER] = sign_webhook(self.body, self.secret, now // 1_000_000)
+            headers[SIGNATURE_HEADER] = sign_webhook(self.body, self.secret, now // S)
         self.attempts += len(h.regions)
         return [SendWebhook(self.job_id, i, h.round, r, h.url, self.body, headers)
                 for r in h.regions]

@@ -16,10 +16,11 @@ from pathlib import Path
 from rich.console import Console
 
 from engine import SpecError, parse_job
+from engine.units import US_PER_S
 
 from .scenario import ScenarioError, load_scenario
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -36,7 +37,7 @@ class _Progress:
         self.enabled = enabled
         self.label = label
         self.unit = unit
-        self.scale = 1e6 if unit == "s simulated" else 1
+        self.scale = US_PER_S if unit == "s simulated" else 1
         self.t0 = time.perf_counter()
         self.bar = None
         self.task = None
@@ -132,8 +133,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from rich.table import Table
 
+    from .report import print_sweep
     from .sweep import parse_grid, run_sweep, summarize_sweep, write_sweep
 
     path = _resolve(args.scenario)
@@ -159,24 +160,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     console = Console(quiet=args.quiet)
     if not console.is_terminal:
         console = Console(quiet=args.quiet, width=200)
-    keys = list(result["grid"])
-    t = Table(title=f"{result['scenario']}: {result['runs']} runs "
-                    f"({result['runs_per_minute']} runs/min), mean ± 95% interval over seeds",
-              header_style="bold")
-    for col in (*keys, "workload", "success", "amplification", "peak/s", "p99 ms"):
-        t.add_column(col, justify="left" if col in (*keys, "workload") else "right")
-
-    def fmt(e, m, digits):
-        v, h = e[m], e[f"{m}_ci95"]
-        if v is None:
-            return "-"
-        return f"{v:.{digits}f}" + (f" ± {h:.{digits}f}" if h is not None else "")
-
-    for e in summarize_sweep(result):
-        t.add_row(*(str(e[k]) for k in keys), e["workload"], fmt(e, "success_rate", 3),
-                  fmt(e, "amplification", 2), fmt(e, "peak_attempts_per_s", 0),
-                  fmt(e, "p99_ms", 0))
-    console.print(t)
+    print_sweep(result, summarize_sweep(result), console)
     console.print("wrote " + ", ".join(str(f) for f in files))
     return EXIT_OK
 
@@ -235,7 +219,7 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .runtime.groups import PLACEMENTS
+    from .runtime.planning import PLACEMENTS
 
     parser = argparse.ArgumentParser(
         prog="apidam",

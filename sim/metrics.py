@@ -13,9 +13,10 @@ from collections import Counter
 
 import numpy as np
 
+from engine.units import US_PER_S as S
+
 __all__ = ["Metrics"]
 
-S = 1_000_000
 
 
 class Metrics:

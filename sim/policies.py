@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from engine.units import US_PER_S as S
+
 __all__ = ["ClientBreaker", "ClientRateLimiter", "ConcurrentRetryBudget", "RetryQuota",
            "RetryTokens", "ThrottleWindow"]
 
-S = 1_000_000
 
 
 class RetryTokens:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .result import RunResult
 
-__all__ = ["plot", "print_summary"]
+__all__ = ["plot", "print_summary", "print_sweep"]
 
 
 def _ms(v: float | None) -> str:
@@ -133,3 +133,25 @@ def plot(result: RunResult, out: Path) -> list[Path]:
                xlabel="time (s)", ylabel="requests / s (symlog)")
         finish(fig, ax, "pace.png", "lower right")
     return files
+
+
+def print_sweep(result: dict, entries: list[dict], console: Console) -> None:
+    """A sweep's table: per grid point and workload, the mean ± 95 % interval over seeds."""
+    keys = list(result["grid"])
+    t = Table(title=f"{result['scenario']}: {result['runs']} runs "
+                    f"({result['runs_per_minute']} runs/min), mean ± 95% interval over seeds",
+              header_style="bold")
+    for col in (*keys, "workload", "success", "amplification", "peak/s", "p99 ms"):
+        t.add_column(col, justify="left" if col in (*keys, "workload") else "right")
+
+    def fmt(e, m, digits):
+        v, h = e[m], e[f"{m}_ci95"]
+        if v is None:
+            return "-"
+        return f"{v:.{digits}f}" + (f" ± {h:.{digits}f}" if h is not None else "")
+
+    for e in entries:
+        t.add_row(*(str(e[k]) for k in keys), e["workload"], fmt(e, "success_rate", 3),
+                  fmt(e, "amplification", 2), fmt(e, "peak_attempts_per_s", 0),
+                  fmt(e, "p99_ms", 0))
+    console.print(t)

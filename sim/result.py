@@ -9,13 +9,13 @@ import msgpack
 import numpy as np
 
 from engine.billing import TIERS, DiyCostModel
+from engine.units import US_PER_S as S
 
 from .metrics import Metrics
 from .scenario import Scenario
 
 __all__ = ["RunResult", "summarize"]
 
-S = 1_000_000
 
 
 def _pcts(samples) -> dict[str, float | None]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .scenario import ScenarioError, load_scenario
 
-__all__ = ["parse_grid", "run_sweep", "summarize_sweep"]
+__all__ = ["parse_grid", "run_sweep", "summarize_sweep", "write_sweep"]
 
 METRICS = ("success_rate", "amplification", "peak_attempts_per_s", "duplicate_executions",
            "p50_ms", "p99_ms", "cost_usd")

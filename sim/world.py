@@ -29,6 +29,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine.retry import BlockRandom
+from engine.units import US_PER_S
 
 from .kernel import Actor
 from .messages import HookRequest, HookResponse, Request, Response
@@ -192,12 +193,12 @@ class Upstream(Actor):
         cfg = self.cfg
         if cfg.rate_limit > 0:
             self.tokens = min(float(cfg.rate_burst),
-                              self.tokens + (now - self.token_at) * cfg.rate_limit / 1e6)
+                              self.tokens + (now - self.token_at) * cfg.rate_limit / US_PER_S)
             self.token_at = now
             if self.tokens < 1.0:
-                wait = math.ceil((1.0 - self.tokens) / cfg.rate_limit * 1e6)
+                wait = math.ceil((1.0 - self.tokens) / cfg.rate_limit * US_PER_S)
                 self._answer(reply_to, tag, 429, self._fast(now, region), deadline,
-                             max(wait, 1_000_000), workload)
+                             max(wait, US_PER_S), workload)
                 return
             self.tokens -= 1.0
         # capacity: FCFS over `servers`, bounded waiting line

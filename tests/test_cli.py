@@ -33,7 +33,7 @@ def test_check_job_ok_and_bad(tmp_path, capsys):
 
 
 def test_an_unknown_placement_is_a_usage_error(capsys):
-    from sim.runtime.groups import PLACEMENTS
+    from sim.runtime.planning import PLACEMENTS
 
     assert main(["run", "region-down", "--backend", "ray", "--placement", "rack"]) == 2
     err = capsys.readouterr().err

@@ -93,7 +93,7 @@ def test_documented_default_is_the_schema_default(section, name, default):
             expected = tomllib.loads(f"v = {literal.group(1)}")["v"]
         except tomllib.TOMLDecodeError:
             return  # a name, not a value (`duration`, `latency`): nothing to compare
-        if isinstance(actual, msgspec.Struct) or isinstance(actual, dict) and expected == {}:
+        if isinstance(actual, msgspec.Struct) or (isinstance(actual, dict) and expected == {}):
             assert expected == {} and not msgspec.to_builtins(actual)
         elif isinstance(actual, str) and _is_duration(actual) and isinstance(expected, str):
             assert parse_duration(actual) == parse_duration(expected)

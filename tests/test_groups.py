@@ -1,4 +1,4 @@
-"""The grouped protocol without Ray (``sim.runtime.groups``): conservative bounds, cross-group
+"""The grouped protocol without Ray (``sim.runtime.coordinator``): conservative bounds, cross-group
 batches on the wire format, the merged trace hash. Whatever the partition of actors into groups,
 results equal the local runtime's; a link shorter than its declared floor is caught."""
 
@@ -12,20 +12,10 @@ from shortened import SHORT, path
 from test_properties_system import scenarios
 from test_sim_scenarios import GOLDEN
 
-from sim.runtime.groups import (
-    INF,
-    PLACEMENTS,
-    CausalityError,
-    Coordinator,
-    GroupFailure,
-    GroupPlan,
-    InProcess,
-    entry_paths,
-    make_plan,
-    plan_groups,
-    run_groups,
-)
+from sim.runtime.coordinator import Coordinator, GroupFailure, InProcess, run_groups
 from sim.runtime.local import run_local
+from sim.runtime.planning import INF, PLACEMENTS, GroupPlan, entry_paths, make_plan, plan_groups
+from sim.runtime.workers import CausalityError
 from sim.scenario import load_scenario
 
 
@@ -106,10 +96,10 @@ def test_a_failing_group_is_named_with_the_virtual_time(monkeypatch):
             raise ValueError("disk on fire")
         return original(self, inbox, until, floors)
 
-    from sim.runtime import groups
+    from sim.runtime import workers
 
-    original = groups.GroupWorker.step
-    monkeypatch.setattr(groups.GroupWorker, "step", boom)
+    original = workers.GroupWorker.step
+    monkeypatch.setattr(workers.GroupWorker, "step", boom)
     with pytest.raises(RuntimeError, match=r"group '.*' failed at virtual time [0-9.]+ s: "
                                            r"ValueError: disk on fire"):
         run_groups(sc, placement="default")

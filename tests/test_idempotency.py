@@ -1,4 +1,4 @@
-"""Idempotency keys and the dedupe table (DESIGN §2.1)."""
+"""Idempotency keys and the dedupe table (docs/SEMANTICS.md §3)."""
 
 import hashlib
 import json

@@ -1,5 +1,5 @@
-"""Stateful hypothesis machines for the dam's invariants (DESIGN §6): rules drive the system,
-invariants are checked after every step."""
+"""Stateful hypothesis machines for the dam's invariants (docs/SEMANTICS.md): rules drive the
+system, invariants are checked after every step."""
 
 import math
 

@@ -10,8 +10,8 @@ import pytest
 from shortened import path
 
 from sim.cli import main
-from sim.runtime.groups import plan_groups
 from sim.runtime.local import run_local
+from sim.runtime.planning import plan_groups
 from sim.runtime.ray import RayRunError, run_ray
 from sim.scenario import load_scenario
 from sim.sweep import run_sweep

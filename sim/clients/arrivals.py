@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.units import US_PER_S as S
+
 from ..scenario import ScenarioError
 from ..scenario.resolved import WorkloadSpec
 
 __all__ = ["arrival_times", "load_trace"]
 
-S = 1_000_000
 
 
 def arrival_times(w: WorkloadSpec, t0: int, t1: int, rng: np.random.Generator,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.retry import BlockRandom
+from engine.units import US_PER_S as S
 
 from ..kernel import Actor
 from ..messages import Tick
@@ -14,7 +15,6 @@ from .arrivals import arrival_times, load_trace
 
 __all__ = ["ClientBase"]
 
-S = 1_000_000
 
 
 class ClientBase(Actor):

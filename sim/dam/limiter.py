@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from engine.breaker import BreakerState
 from engine.limiter import BLOCKED, GRANTED, DomainLimiter
+from engine.units import US_PER_S
 
 from ..kernel import Actor
 from ..messages import (
@@ -76,7 +77,7 @@ class LimiterActor(Actor):
         headers = msg.headers
         if headers or retry_after:
             if retry_after and (status == 429 or status == 503):
-                headers = {**(headers or {}), "retry-after": str(retry_after / 1e6)}
+                headers = {**(headers or {}), "retry-after": str(retry_after / US_PER_S)}
             lim.observe(now, status, headers)
         if msg.verdict is not None:
             lim.record(now, msg.verdict, status)

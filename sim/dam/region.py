@@ -31,6 +31,7 @@ from engine.events import (
 from engine.job import DamContext, JobMachine
 from engine.retry import BlockRandom
 from engine.spec import parse_job
+from engine.units import US_PER_S
 from engine.webhooks import SendWebhook
 
 from ..kernel import Actor
@@ -188,7 +189,7 @@ class Region(Actor):
             return
         h = None
         if retry_after and status in (429, 503):
-            h = {"retry-after": str(retry_after / 1e6)}
+            h = {"retry-after": str(retry_after / US_PER_S)}
         ev = AttemptFinished(tag.branch, tag.attempt, status=status, headers=h, error=error)
         self._run(job, job.machine.handle(ev, now), now)
 

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.units import US_PER_S
+
 from ..build import build
 from ..kernel import Kernel, spawn_rngs
 from ..result import RunResult, summarize
@@ -13,7 +15,7 @@ from ..scenario import Scenario
 
 __all__ = ["run_local"]
 
-STEP = 1_000_000
+STEP = US_PER_S  # progress and interruption checks once per simulated second
 
 
 def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False,

@@ -1,4 +1,4 @@
-"""The Ray runtime: every actor group (see :mod:`sim.runtime.groups`) is a Ray actor.
+"""The Ray runtime: every actor group (see :mod:`sim.runtime.coordinator`) is a Ray actor.
 
 Ray places the groups, starts and kills them, reports their deaths and carries the scenario
 and the final metrics. The per-round traffic (a step request with the group's inbox, its reply
@@ -6,7 +6,7 @@ with the outgoing batches and the delivered keys) is one msgpack ``bytes`` each 
 direct, authenticated channel between the coordinator and the group: a Unix socket when the
 group runs on the coordinator's node, TCP to the group's node otherwise; the channel authenticates
 with a fresh key handed over by Ray, and carries msgpack only (never pickle). Why not an actor call
-per round: a conservative run of the design card's shape needs one round per ~0.5-1 ms of dense
+per round: a conservative run of the default placement needs one round per ~0.5-1 ms of dense
 virtual time (686k rounds for the full ``stripe-5min-outage``), and measured here (2 cores,
 6 groups) a round of actor calls costs 3-5 ms, a round of a Ray compiled graph 0.5-0.8 ms, and a
 round over direct channels 0.13-0.25 ms (benchmarks/ray_runtime.py).
@@ -25,21 +25,16 @@ from pathlib import Path
 import msgpack
 import msgspec
 
+from engine.units import US_PER_S
+
 from ..kernel import TIME_SHIFT
 from ..result import RunResult, summarize
 from ..scenario import Scenario
-from .groups import (
-    PLACEMENTS,
-    Coordinator,
-    GroupFailure,
-    GroupWorker,
-    merge_finals,
-    placement_groups,
-    plan_groups,
-    summarize_groups,
-)
+from .coordinator import Coordinator, GroupFailure, merge_finals, summarize_groups
+from .planning import PLACEMENTS, placement_groups, plan_groups
+from .workers import GroupWorker
 
-__all__ = ["PLACEMENTS", "RayRunError", "placement_groups", "run_ray"]
+__all__ = ["PLACEMENTS", "RayChannels", "RayGroup", "RayRunError", "placement_groups", "run_ray"]
 
 _LOW = (1 << TIME_SHIFT) - 1
 _START, _STEP, _FINISH = 0, 1, 2
@@ -252,7 +247,7 @@ def run_ray(sc: Scenario, *, base_dir: Path | None = None, address: str | None =
         out = coordinator.run(channels, progress=progress, on_window=hook)
     except GroupFailure as e:
         where = plan.names[e.group]
-        at = f"virtual time {coordinator.now / 1e6:.6f} s"
+        at = f"virtual time {coordinator.now / US_PER_S:.6f} s"
         partial = _partial(sc, topo, channels.salvage() if channels else [], coordinator, t0)
         if e.died:
             message = f"Ray group {where!r} died at {at} ({e.detail}); the run is incomplete"

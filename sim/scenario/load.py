@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect
 
+from engine.errors import validation_path
 from engine.signing import MIN_SECRET_LENGTH
 from engine.spec import SpecError, domain_of, parse_job
 
@@ -23,18 +24,7 @@ __all__ = ["apply_override", "load_scenario", "max_link_us"]
 
 
 def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
-    text = str(e)
-    m = re.match(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", text, re.S)
-    msg, path = m.group("msg"), m.group("path") or "$"
-    missing = re.match(r"Object missing required field `(\w+)`", msg)
-    if missing:
-        return (f"{path}.{missing.group(1)}" if path != "$" else f"$.{missing.group(1)}",
-                "required field is missing")
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", msg)
-    if unknown:
-        return (f"{path}.{unknown.group(1)}" if path != "$" else f"$.{unknown.group(1)}",
-                "unknown field")
-    msg = msg.replace("Expected `", "expected `").replace(" | null`", "`")
+    path, msg = validation_path(e)
     if msg.startswith("Invalid enum value"):
         choices = _literal_choices(path)
         if choices:

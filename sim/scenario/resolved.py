@@ -48,7 +48,9 @@ __all__ = [
     "SegmentSpec",
     "UpstreamSpec",
     "WorkloadSpec",
+    "receiver_spec",
     "resolve",
+    "upstream_spec",
 ]
 
 

@@ -21,6 +21,7 @@ from engine.limiter import LimiterConfig
 from engine.pacing import PacingConfig
 from engine.retry import Backoff, BackoffKind
 from engine.step import DEFAULT_FALLBACK_ON_ERROR, DEFAULT_LOCAL_TIMEOUT_S
+from engine.units import US_PER_MS, US_PER_S
 from engine.webhooks import DEFAULT_SCHEDULE_US
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_REGION_LATENCY = "25ms"  # one way, between dam regions the scenario does not list
-_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
+_UNITS = {"us": 1, "ms": US_PER_MS, "s": US_PER_S, "m": 60 * US_PER_S, "h": 3600 * US_PER_S}
 
 
 class ScenarioError(ApidamError):
@@ -203,7 +204,7 @@ class Diy(_S, kw_only=True):
 
 
 class Frugal(_S, kw_only=True):
-    local_timeout: Duration = format_duration(round(DEFAULT_LOCAL_TIMEOUT_S * 1_000_000))
+    local_timeout: Duration = format_duration(round(DEFAULT_LOCAL_TIMEOUT_S * US_PER_S))
     fallback_on_error: list[int] = msgspec.field(
         default_factory=lambda: list(DEFAULT_FALLBACK_ON_ERROR))
 

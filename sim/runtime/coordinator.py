@@ -1,6 +1,7 @@
 """Actor groups advanced in parallel by conservative synchronisation, whatever carries the bytes.
 
-A *placement* splits the actors into groups. Every group (:class:`GroupWorker`) builds the whole
+A *placement* (``sim.runtime.planning``) splits the actors into groups. Every group
+(``sim.runtime.workers.GroupWorker``) builds the whole
 topology from the scenario, so every actor gets the same id and the same RNG as in the local
 runtime, and runs only its members. The :class:`Coordinator` advances virtual time with
 per-group Chandy–Misra bounds: ``LA[h][g]`` is the shortest delay any message from group ``h`` to
@@ -9,8 +10,9 @@ group ``g`` can have (from the actors' link latencies; none if they never talk).
 event before ``H[g] = min over k of E[k] + P[k][g]``, where ``P[k][g]`` is the shortest path of at
 least one link from ``k`` into ``g`` (precomputed): nothing can reach ``g`` earlier. Groups with
 nothing to do before their bound sit the round out; empty stretches are skipped. Messages to
-other groups leave a round as one msgpack ``bytes`` per (group → group) pair, and a message that
-would arrive below its receiver's bound raises :class:`CausalityError`, so a wrong link floor
+other groups leave a round as one msgpack ``bytes`` per (group → group) pair (tagged messages,
+``sim.messages.encode_batch``), and a message that would arrive below its receiver's bound raises
+``CausalityError``, so a wrong link floor
 can never go unnoticed.
 
 Each group returns the keys of the events it processed; the coordinator merges them (keys are
@@ -27,31 +29,25 @@ import heapq
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
-from ..build import build
-from ..kernel import TIME_SHIFT, Kernel, fold_trace, spawn_rngs
-from ..messages import decode_batch, encode_batch, routes
+from engine.units import US_PER_S
+
+from ..kernel import TIME_SHIFT, fold_trace
 from ..metrics import Metrics
 from ..result import RunResult, summarize
-from ..scenario import Scenario, load_scenario
+from ..scenario import Scenario
+from .planning import INF, GroupPlan, plan_groups
+from .workers import GroupWorker, Reply
 
-__all__ = ["PLACEMENTS", "CausalityError", "Coordinator", "GroupFailure", "GroupPlan",
-           "GroupWorker", "InProcess", "Transport", "link_floors", "make_plan", "merge_finals",
-           "placement_groups", "plan_groups", "run_groups"]
+__all__ = ["Coordinator", "GroupFailure", "InProcess", "Outcome", "Transport", "merge_finals",
+           "run_groups", "summarize_groups"]
 
-PLACEMENTS = ("default", "single", "per-actor", "regions")
-INF = 1 << 62
-_LOW = (1 << TIME_SHIFT) - 1
-_REPORT_EVERY = 1_000_000  # µs of virtual time between progress reports
-
-
-class CausalityError(RuntimeError):
-    """A message arrived below its receiver's bound: a link is shorter than its floor."""
+_REPORT_EVERY = US_PER_S  # µs of virtual time between progress reports
 
 
 class GroupFailure(RuntimeError):
@@ -62,177 +58,6 @@ class GroupFailure(RuntimeError):
         self.group = group
         self.detail = detail
         self.died = died
-
-
-def placement_groups(placement: str, groups: list[str], actors: list) -> list[str]:
-    """The group name of every actor under ``placement``.
-
-    ``default``: one group per dam region, one for the gateway and the limiters, one for the
-    webhook dispatchers, one for the world (the design card's shape); ``regions``: like
-    default, but each region's dispatcher joins its region's group; ``single``: one group;
-    ``per-actor``: one group per actor.
-    """
-    if placement == "default":
-        return list(groups)
-    if placement == "single":
-        return ["all"] * len(groups)
-    if placement == "per-actor":
-        return [f"actor-{i}" for i in range(len(groups))]
-    if placement == "regions":
-        return [f"region:{a.region}" if a.kind == "dispatcher" else g
-                for g, a in zip(groups, actors, strict=True)]
-    raise ValueError(f"unknown placement {placement!r} (expected one of {', '.join(PLACEMENTS)})")
-
-
-def link_floors(topo, actors: list, actor_group: list[int], n_groups: int) -> list[list]:
-    """``LA[h][g]``: the shortest delay (µs) of any message from group ``h`` to group ``g``,
-    None if no actor of ``h`` ever sends to one of ``g``. Who talks to whom, and over which
-    link, comes from the message catalogue (``sim.messages``); the latencies from the
-    scenario."""
-    talk = routes()
-    gw = topo.gateway_region
-
-    def link(name: str, a, b) -> int:
-        if name == "dam":  # the gateway's region ↔ a region
-            return topo.lat(gw, a.region if a.kind == "region" else b.region)
-        if name == "intra":
-            return topo.intra
-        if name == "internet":
-            return topo.to_upstream
-        return topo.client_to_gateway  # "client"
-
-    def floor(a, b) -> int | None:
-        name = talk.get((a.kind, b.kind))
-        return None if name is None else link(name, a, b)
-
-    la: list[list[int | None]] = [[None] * n_groups for _ in range(n_groups)]
-    for ia, a in enumerate(actors):  # actors in id order (ids are bound later, by a kernel)
-        for ib, b in enumerate(actors):
-            ga, gb = actor_group[ia], actor_group[ib]
-            if ga == gb:
-                continue
-            f = floor(a, b)
-            if f is not None and (la[ga][gb] is None or f < la[ga][gb]):
-                la[ga][gb] = f
-    return la
-
-
-def entry_paths(la: list[list[int | None]]) -> list[list[int]]:
-    """``P[k][g]``: the shortest path of at least one link from group ``k`` into group ``g``
-    (``INF`` if there is none); ``P[g][g]`` is ``g``'s shortest cycle."""
-    n = len(la)
-    dist = [[0 if k == g else (la[k][g] if la[k][g] is not None else INF) for g in range(n)]
-            for k in range(n)]
-    for m in range(n):  # Floyd–Warshall
-        for k in range(n):
-            for g in range(n):
-                if dist[k][m] + dist[m][g] < dist[k][g]:
-                    dist[k][g] = dist[k][m] + dist[m][g]
-    return [[min((dist[k][h] + la[h][g] for h in range(n) if h != g and la[h][g] is not None),
-                 default=INF) for g in range(n)] for k in range(n)]
-
-
-@dataclass(frozen=True)
-class GroupPlan:
-    """Which group every actor belongs to, and the link floors between groups."""
-
-    placement: str
-    names: list[str]          # group names, in order of first appearance in actor-id order
-    actor_group: list[int]    # group index of every actor
-    floors: list[list]        # LA[h][g] (µs or None)
-    paths: list[list[int]] = field(repr=False)
-
-    @property
-    def lookahead(self) -> int | None:
-        """The smallest floor between two groups (None for a single group)."""
-        return min((x for row in self.floors for x in row if x is not None), default=None)
-
-
-def make_plan(label: str, names: list[str], topo, actors: list) -> GroupPlan:
-    """The plan that puts actor ``i`` in the group called ``names[i]``."""
-    order = list(dict.fromkeys(names))
-    gid = {n: i for i, n in enumerate(order)}
-    actor_group = [gid[n] for n in names]
-    la = link_floors(topo, actors, actor_group, len(order))
-    return GroupPlan(label, order, actor_group, la, entry_paths(la))
-
-
-def plan_groups(sc: Scenario, placement: str, base_dir: Path | None = None):
-    """``(plan, topo, actors)`` for ``sc`` under ``placement``."""
-    topo, actors, groups, _metrics = build(sc, base_dir)
-    names = placement_groups(placement, groups, actors)
-    return make_plan(placement, names, topo, actors), topo, actors
-
-
-#: A group's answer to start/step: (outgoing batches [(group, msgpack bytes, earliest µs,
-#: message count)], its next event time or -1, the keys it delivered in order).
-Reply = tuple[list[tuple[int, bytes, int, int]], int, list[int]]
-
-
-class GroupWorker:
-    """One group of actors in one process."""
-
-    def __init__(self, scenario_doc: dict, base_dir: str | None, actor_group: list[int],
-                 me: int) -> None:
-        sc = load_scenario(scenario_doc)
-        self.topo, self.actors, _, self.metrics = build(sc, Path(base_dir) if base_dir else None)
-        self.kernel = Kernel(hash_trace=False)
-        self.actor_group = actor_group
-        self.me = me
-        self.floors: list[int] = [0] * (max(actor_group) + 1)
-        self.outbox: dict[int, list] = {}
-        self.kernel.add(self.actors, spawn_rngs(sc.seed, len(self.actors)), push=self._route)
-        self.members = [a for a in self.actors if actor_group[a.id] == me]
-
-    def _route(self, entry: tuple) -> None:
-        key, target, _msg = entry
-        g = self.actor_group[target]
-        if g == self.me:
-            heapq.heappush(self.kernel.heap, entry)
-            return
-        if key >> TIME_SHIFT < self.floors[g]:
-            raise CausalityError(
-                f"a message from group {self.me} to group {g} is due at "
-                f"{key >> TIME_SHIFT} us, below that group's bound ({self.floors[g]} us): "
-                f"a link is shorter than its declared floor")
-        box = self.outbox.get(g)
-        if box is None:
-            box = self.outbox[g] = []
-        box.append(entry)
-
-    def _reply(self) -> Reply:
-        out = []
-        for g, entries in self.outbox.items():
-            packed = encode_batch([(k >> TIME_SHIFT, k & _LOW, t, m) for k, t, m in entries])
-            out.append((g, packed, min(entries)[0] >> TIME_SHIFT, len(entries)))
-        self.outbox = {}
-        heap = self.kernel.heap
-        return out, heap[0][0] >> TIME_SHIFT if heap else -1, self.kernel.take_keys()
-
-    def start(self) -> Reply:
-        for a in self.members:
-            a.start(0)
-        return self._reply()
-
-    def step(self, inbox: list[bytes], until: int, floors: list[int]) -> Reply:
-        heap = self.kernel.heap
-        push = heapq.heappush
-        for chunk in inbox:
-            for t, low, target, msg in decode_batch(chunk):
-                push(heap, ((t << TIME_SHIFT) | low, target, msg))
-        self.floors = floors
-        self.kernel.run(until)
-        return self._reply()
-
-    def finish(self) -> dict:
-        gw = self.actors[self.topo.gateway]
-        return {
-            "metrics": self.metrics.to_state(),
-            "events": self.kernel.events,
-            "now": self.kernel.now,
-            "recovered": gw.recovered if self.actor_group[gw.id] == self.me else 0,
-            "lost": sum(getattr(a, "lost", 0) for a in self.members),
-        }
 
 
 class Transport(Protocol):
@@ -407,7 +232,7 @@ def run_groups(sc: Scenario, *, placement: str = "default", base_dir: Path | Non
         out = coordinator.run(transport, progress=progress)
     except GroupFailure as e:
         raise RuntimeError(f"group {plan.names[e.group]!r} failed at virtual time "
-                           f"{coordinator.now / 1e6:.6f} s: {e.detail}") from e
+                           f"{coordinator.now / US_PER_S:.6f} s: {e.detail}") from e
     return summarize_groups(sc, topo, plan, out, backend="groups", wall_s=time.perf_counter() - t0)
 
 
