@@ -20,7 +20,9 @@ import pathlib
 import platform
 import time
 from collections import deque
+from typing import ClassVar
 
+import msgspec
 import numpy as np
 
 RATE = 990.0
@@ -43,26 +45,46 @@ class Streams:
 
 
 # -- 1. apidam actors on sim.kernel ---------------------------------------------------------
+class Req(msgspec.Struct, frozen=True, gc=False):
+    client: int
+    job: int
+
+
+class Resp(msgspec.Struct, frozen=True, gc=False):
+    job: int
+    status: int
+
+
+class Arrive(msgspec.Struct, frozen=True, gc=False):
+    job: int
+
+
+class Go(msgspec.Struct, frozen=True, gc=False):
+    job: int
+
+
 def run_apidam(st: Streams) -> tuple[int, float, int]:
+    """Written as apidam's own actors are: typed messages, one handler per message type."""
     from sim.kernel import Actor, Kernel, spawn_rngs
 
     us = 1_000_000
     net = int(NET * us)
 
     class Server(Actor):
+        HANDLERS: ClassVar[dict[type, str]] = {Req: "on_req"}
+
         def __init__(self):
             self.free = [0] * SERVERS
             self.waiting: deque = deque()
             self.si = 0
 
-        def handle(self, msg, now):
-            _, client, job = msg
+        def on_req(self, msg, now):
             w = self.waiting
             while w and w[0] <= now:
                 w.popleft()
             free = self.free[0]
             if free > now and len(w) >= QUEUE:
-                self.send(client, now + net, ("resp", job, 503))
+                self.send(msg.client, now + net, Resp(msg.job, 503))
                 return
             begin = free if free > now else now
             done = begin + int(st.service[self.si] * us)
@@ -70,9 +92,12 @@ def run_apidam(st: Streams) -> tuple[int, float, int]:
             heapq.heapreplace(self.free, done)
             if begin > now:
                 w.append(begin)
-            self.send(client, done + net, ("resp", job, 200))
+            self.send(msg.client, done + net, Resp(msg.job, 200))
 
     class Client(Actor):
+        HANDLERS: ClassVar[dict[type, str]] = {Arrive: "on_arrive", Go: "on_go",
+                                               Resp: "on_resp"}
+
         def __init__(self):
             self.tries = {}
             self.bi = 0
@@ -80,25 +105,29 @@ def run_apidam(st: Streams) -> tuple[int, float, int]:
             self.lat = 0
 
         def start(self, now):
-            self.send(self.id, int(st.arrivals[0] * us), ("arrive", 0))
+            self.send(self.id, int(st.arrivals[0] * us), Arrive(0))
 
-        def handle(self, msg, now):
-            kind, job = msg[0], msg[1]
-            if kind == "arrive":  # one pending arrival at a time, as SimPy's source process
-                if job + 1 < len(st.arrivals):
-                    self.send(self.id, int(st.arrivals[job + 1] * us), ("arrive", job + 1))
-                kind = "go"
-            if kind == "go":
-                self.tries.setdefault(job, [0, now])[0] += 1
-                self.send(1, now + net, ("req", self.id, job))
-                return
+        def on_arrive(self, msg, now):  # one pending arrival at a time, as SimPy's source
+            job = msg.job
+            if job + 1 < len(st.arrivals):
+                self.send(self.id, int(st.arrivals[job + 1] * us), Arrive(job + 1))
+            self.tries[job] = [1, now]
+            self.send(1, now + net, Req(self.id, job))
+
+        def on_go(self, msg, now):  # a retry
+            job = msg.job
+            self.tries[job][0] += 1
+            self.send(1, now + net, Req(self.id, job))
+
+        def on_resp(self, msg, now):
+            job = msg.job
             entry = self.tries[job]
-            if msg[2] == 200:
+            if msg.status == 200:
                 self.ok += 1
                 self.lat += now - entry[1]
                 del self.tries[job]
             elif entry[0] <= RETRIES:
-                self.send(self.id, now + int(st.backoff[self.bi] * us), ("go", job))
+                self.send(self.id, now + int(st.backoff[self.bi] * us), Go(job))
                 self.bi += 1
             else:
                 del self.tries[job]

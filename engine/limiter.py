@@ -163,7 +163,11 @@ class DomainLimiter:
         """Slow start: the earliest ``t >= now`` at which the time since the last start covers
         the ramp's spacing *at t* (no burst while ramping). The spacing shrinks as the ramp
         climbs, so a start made at the ramp's low beginning does not hold back the next one,
-        and the answer is exact rather than a wake-up far in the future."""
+        and the answer is exact rather than a wake-up far in the future.
+
+        With ``x = t - last`` and the factor ``f = c + b·x`` linear in ``x``, readiness is
+        ``x · pace · f >= 1e6``: the root of ``b·x² + c·x - 1e6/pace``, then a step or two for
+        the interval's rounding (``ready`` is monotone in ``t``)."""
         last, start, cfg, pace = self._last_start, self._ramp_start, self.pacing, self.pace
 
         def ready(t: int) -> bool:
@@ -171,8 +175,22 @@ class DomainLimiter:
 
         if ready(now):
             return now
-        lo, hi = now, max(self._ramp_end, last + self._interval)  # ready(hi): full pace there
-        while hi - lo > 1:  # ready() is monotone in t: bisect
+        end = max(self._ramp_end, last + self._interval)  # ready(end): full pace there
+        b = (1.0 - cfg.slow_start_floor) / cfg.slow_start_us
+        c = cfg.slow_start_floor + b * (last - start)
+        k = US_PER_S / pace
+        x = 2.0 * k / (c + math.sqrt(c * c + 4.0 * b * k))  # the root, stable for b -> 0
+        t = min(end, max(now + 1, last + math.ceil(x)))
+        lo, hi = now, end  # not ready(lo), ready(hi): tighten around the estimate
+        if ready(t):
+            hi = t
+            if t - 1 <= now or not ready(t - 1):
+                return t
+        else:
+            lo = t
+            if t + 1 >= end or ready(t + 1):
+                return min(t + 1, end)
+        while hi - lo > 1:  # the estimate was off (rounding at the ramp's ends): bisect
             mid = (lo + hi) // 2
             if ready(mid):
                 hi = mid

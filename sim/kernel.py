@@ -13,7 +13,6 @@ fixed-size blocks, in delivery order.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import heapq
 import itertools
@@ -88,20 +87,29 @@ class Actor:
         self._table = table
         return table
 
-    def bind(self, actor_id: int, push: Callable[[tuple], None],
+    def bind(self, actor_id: int, push: Callable[[tuple], None] | list,
              rng: np.random.Generator) -> None:
-        """``push`` takes one ``(key, target, msg)`` entry: the local runtime binds
-        ``heapq.heappush`` on its heap, the Ray runtime a router."""
+        """``push`` is the local runtime's heap (a list) or a router that takes one
+        ``(key, target, msg)`` entry (the grouped runtimes). ``send`` is bound here as a closure
+        over everything it needs: it runs once per message, so it reads no attribute."""
         if actor_id >= MAX_ACTORS:
             raise ValueError(f"at most {MAX_ACTORS} actors")
         self.id = actor_id
-        self._origin = actor_id << ORIGIN_SHIFT
-        self._seq = itertools.count(1)
-        self._push = push
         self.rng = rng
+        origin = actor_id << ORIGIN_SHIFT
+        seq = itertools.count(1).__next__
+        if isinstance(push, list):
+            def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push,
+                     _shift=TIME_SHIFT) -> None:
+                _push(_heap, ((at << _shift) | origin | seq(), target, msg))
+        else:
+            def send(target: int, at: int, msg, _push=push, _shift=TIME_SHIFT) -> None:
+                _push(((at << _shift) | origin | seq(), target, msg))
+        self.send = send
 
-    def send(self, target: int, at: int, msg: tuple) -> None:
-        self._push(((at << TIME_SHIFT) | self._origin | next(self._seq), target, msg))
+    def send(self, target: int, at: int, msg) -> None:
+        """Deliver ``msg`` to actor ``target`` at ``at`` µs (bound by the runtime: see bind)."""
+        raise RuntimeError(f"{self.name} is not bound to a kernel")
 
     def start(self, now: int) -> None:
         """Called once at time 0 before any message: schedule initial timers here."""
@@ -133,7 +141,9 @@ class Kernel:
 
     def add(self, actors: Sequence[Actor], rngs: Sequence[np.random.Generator],
             push: Callable[[tuple], None] | None = None) -> None:
-        push = push or functools.partial(heapq.heappush, self.heap)
+        """Bind ``actors`` (ids in order); ``push`` routes their messages (default: this
+        kernel's heap)."""
+        push = push or self.heap
         for actor, rng in zip(actors, rngs, strict=True):
             actor.bind(len(self.actors), push, rng)
             self.actors.append(actor)
@@ -149,19 +159,25 @@ class Kernel:
     def run(self, until: int) -> int:
         """Deliver every event with deliver time < ``until``; returns how many."""
         heap = self.heap
-        pop = heapq.heappop
+        pop, push = heapq.heappop, heapq.heappush
         handlers = self._handlers
         block = self._trace_block
         append = block.append
         sink = self.trace_sink
-        limit = until << TIME_SHIFT
+        shift = TIME_SHIFT
+        limit = until << shift
         before = len(block)
-        key = -1
         if sink is None:
-            while heap and heap[0][0] < limit:
-                key, target, msg = pop(heap)
+            while True:
+                try:  # zero-cost unless raised (3.11+): cheaper than testing the heap first
+                    key, target, msg = entry = pop(heap)
+                except IndexError:  # nothing left to happen
+                    break
+                if key >= limit:
+                    push(heap, entry)  # not yet: back it goes (once per call)
+                    break
                 append(key)
-                handlers[target][type(msg)](msg, key >> TIME_SHIFT)
+                handlers[target][type(msg)](msg, key >> shift)
         else:
             while heap and heap[0][0] < limit:
                 key, target, msg = pop(heap)
@@ -171,8 +187,8 @@ class Kernel:
                              target, kind_of(msg)))
                 handlers[target][type(msg)](msg, now)
         n = len(block) - before
-        if key >= 0:
-            self.now = key >> TIME_SHIFT
+        if n:
+            self.now = block[-1] >> TIME_SHIFT
         self.events += n
         if self.hash_trace:
             self._flush(final=False)

@@ -55,10 +55,11 @@ class Metrics:
         if sec >= self.n:
             sec = self.n - 1
         self.attempts_series[w][sec] += 1
-        self.count["upstream_attempts"][w] += 1
+        count = self.count
+        count["upstream_attempts"][w] += 1
         if dam:
             self.dam_domain_series[d][sec] += 1
-            self.count["dam_attempts"][w] += 1
+            count["dam_attempts"][w] += 1
 
     def outcome(self, w: int, status) -> None:
         self.outcomes[w][status] += 1

@@ -175,7 +175,7 @@ class Upstream(Actor):
         deadline, idem, workload = msg.deadline, msg.idempotency_key, msg.workload
         m = self.metrics
         m.attempt(workload, now, self.m_idx, reply_to in self.dam_senders)
-        outage = self.outages.active(now, region)
+        outage = self.outages.active(now, region) if self.outages.windows else None
         factor = 1.0
         if outage is not None:
             mode = outage.mode

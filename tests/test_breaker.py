@@ -4,7 +4,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import event
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -281,3 +281,24 @@ def test_a_start_early_in_the_ramp_does_not_hold_back_the_later_ones():
     assert lim.acquire(at - 1) == at and lim.acquire(at) == GRANTED
     t = 11 * S  # the ramp is over: the full-pace spacing applies
     assert lim.acquire(t) == GRANTED and lim.acquire(t + 100_000) == GRANTED
+
+
+@given(floor=st.floats(1e-6, 1.0), span_s=st.integers(1, 120), rate=st.floats(0.01, 5000.0),
+       last=st.integers(-5 * S, 60 * S), now_off=st.integers(0, 30 * S))
+def test_ramp_ready_time_is_the_earliest_ready_time(floor, span_s, rate, last, now_off):
+    """The closed form agrees with the definition: ready at the answer, not one µs before."""
+    lim = DomainLimiter("d", LimiterConfig(rate=rate, max_concurrent=10),
+                        pacing=PacingConfig(slow_start_us=span_s * S, slow_start_floor=floor,
+                                            adaptive=False))
+    lim._ramp_start, lim._ramp_end = 0, span_s * S
+    lim._last_start = last
+    now = max(0, last) + now_off
+
+    def ready(t):
+        return t - last >= math.ceil(S / (rate * slow_start_factor(t, 0, lim.pacing)))
+
+    t = lim._ramp_ready_at(now)
+    assert t >= now
+    end = max(span_s * S, last + lim._interval)
+    assert ready(t) or t == end
+    assert t == now or not ready(t - 1)
