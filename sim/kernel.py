@@ -96,15 +96,15 @@ class Actor:
             raise ValueError(f"at most {MAX_ACTORS} actors")
         self.id = actor_id
         self.rng = rng
-        origin = actor_id << ORIGIN_SHIFT
-        seq = itertools.count(1).__next__
+        # origin | sequence in one counter (sequences stay below 2**28: the key's low bits)
+        low = itertools.count((actor_id << ORIGIN_SHIFT) + 1).__next__
         if isinstance(push, list):
             def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push,
                      _shift=TIME_SHIFT) -> None:
-                _push(_heap, ((at << _shift) | origin | seq(), target, msg))
+                _push(_heap, ((at << _shift) | low(), target, msg))
         else:
             def send(target: int, at: int, msg, _push=push, _shift=TIME_SHIFT) -> None:
-                _push(((at << _shift) | origin | seq(), target, msg))
+                _push(((at << _shift) | low(), target, msg))
         self.send = send
 
     def send(self, target: int, at: int, msg) -> None:
