@@ -237,19 +237,16 @@ class _Resolver:
             explicit.add(name)
             kw[name] = _check_codes(value, p(f"{at}.{name}")) if isinstance(value, list) else value
         # A list given alone overrides the other list's *default* for the codes it names
-        # (retry_codes [500] means "retry 500 in place"); two explicit lists must not overlap.
+        # (retry_codes [500] means "retry 500 in place"). Two explicit lists may share a code,
+        # as the SDK allows: it is retried in place first and escalates to a reroute when the
+        # retries run out (engine.retry.decide).
         if "retry_codes" in kw and "reroute_codes" not in kw:
             kw["reroute_codes"] = tuple(c for c in RetryPolicy().reroute_codes
                                         if c not in kw["retry_codes"])
         elif "reroute_codes" in kw and "retry_codes" not in kw:
             kw["retry_codes"] = tuple(c for c in RetryPolicy().retry_codes
                                       if c not in kw["reroute_codes"])
-        policy = RetryPolicy(**kw, explicit=frozenset(explicit))
-        both = set(policy.retry_codes) & set(policy.reroute_codes)
-        if both:
-            raise SpecError(p(f"{at}.reroute_codes"), f"status {min(both)} is in both retry_codes "
-                                                      f"and reroute_codes")
-        return policy
+        return RetryPolicy(**kw, explicit=frozenset(explicit))
 
     def job(self, w: _WireJob, at: str) -> JobSpec:
         p = self.p
@@ -290,10 +287,12 @@ class _Resolver:
             ))
         kw["webhooks"] = tuple(hooks)
         voters = sum(1 for h in hooks if h.has_quorum_vote)
+        # An implicit quorum (the SDK omits webhook_quorum when it is 1) never exceeds the
+        # voters: webhooks with no voter need no acknowledgement. An explicit one must fit.
         quorum = 1 if w.webhook_quorum is None else w.webhook_quorum
         if quorum < 1:
             raise SpecError(p(f"{at}.webhook_quorum"), f"must be at least 1, got {quorum}")
-        if (hooks or quorum > 1) and quorum > voters:
+        if w.webhook_quorum is not None and quorum > voters:
             raise SpecError(p(f"{at}.webhook_quorum"),
                             f"quorum {quorum} exceeds the number of voting webhooks ({voters})")
         kw["webhook_quorum"] = quorum

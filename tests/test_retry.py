@@ -84,3 +84,12 @@ def test_block_random_matches_generator_stream():
     got = [a.random() for _ in range(14)]
     assert got[:7] == expected[:7]
     assert all(0 <= x < 1 for x in got)
+
+
+def test_a_code_in_both_lists_is_retried_first_then_rerouted():
+    p = RetryPolicy(max_retries=2, max_reroutes=1, retry_codes=(503, 500),
+                    reroute_codes=(500, 502))
+    assert classify(500, None, p) is Outcome.RETRY
+    assert decide(Outcome.RETRY, 1, 0, p, True) is Outcome.RETRY
+    assert decide(Outcome.RETRY, 2, 0, p, True) is Outcome.REROUTE  # retries spent: escalate
+    assert decide(Outcome.RETRY, 2, 1, p, True) is Outcome.FAIL
