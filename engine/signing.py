@@ -44,7 +44,15 @@ _MAX_HEADER = 4096
 def _as_bytes(payload: bytes | bytearray | memoryview | str) -> bytes:
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogatepass")
-    return bytes(payload)
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)
+    # never bytes(int): that would allocate that many zero bytes
+    raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
+
+
+def _finite(x) -> bool:
+    return (isinstance(x, int | float) and not isinstance(x, bool)
+            and (isinstance(x, int) or math.isfinite(x)))
 
 
 def _mac(secret: str, timestamp: str, body: bytes) -> str:
@@ -56,6 +64,11 @@ def sign_webhook(body: bytes | str, secret: str, timestamp: int) -> str:
     """The ``X-EZThrottle-Signature`` header value for ``body`` signed at ``timestamp`` (unix s)."""
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise TypeError("timestamp must be an int of unix seconds")
+    if not isinstance(secret, str):
+        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SecretError(f"secret must be at least {MIN_SECRET_LENGTH} characters, "
+                          f"got {len(secret)}")
     return f"t={timestamp},v1={_mac(secret, str(timestamp), _as_bytes(body))}"
 
 
@@ -83,6 +96,12 @@ def verify_webhook_signature(payload: bytes | str, header: str | None, secret: s
     caller that checks freshness elsewhere should do.
     """
     try:
+        if now is not None and not _finite(now):
+            return False, "verification_error: now must be a finite number of unix seconds"
+        if not _finite(tolerance) or tolerance < 0:
+            return False, "verification_error: tolerance must be a finite number >= 0"
+        if not isinstance(payload, bytes | bytearray | memoryview | str):
+            return False, "verification_error: payload must be bytes or str"
         if not header or not isinstance(header, str):
             return False, "no_signature_header"
         if len(header) > _MAX_HEADER:

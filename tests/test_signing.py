@@ -119,3 +119,30 @@ def test_rotation_without_expiry_keeps_secondary():
     store.create("c", S1)
     store.rotate("c", S2, now=5)
     assert store.secrets("c", now=10**15).secondary == S1
+
+
+@pytest.mark.parametrize("now,tolerance", [
+    (float("nan"), 300), (float("inf"), 300), (-float("inf"), 300), (True, 300),
+    (1_700_000_000, float("nan")), (1_700_000_000, float("inf")), (1_700_000_000, -1),
+    ("1700000000", 300),
+])
+def test_non_finite_clock_or_tolerance_is_never_valid(now, tolerance):
+    header = sign_webhook(b"x", S1, 1_000)  # ancient: only a broken check would pass it
+    ok, reason = verify_webhook_signature(b"x", header, S1, tolerance=tolerance, now=now)
+    assert not ok and reason.startswith("verification_error")
+
+
+def test_payload_of_another_type_is_an_error_not_an_allocation():
+    header = sign_webhook(b"x", S1, 1_000)
+    ok, reason = verify_webhook_signature(10**12, header, S1, now=1_000)  # bytes(10**12): 1 TB
+    assert not ok and "bytes or str" in reason
+    with pytest.raises(TypeError, match="bytes or str"):
+        sign_webhook(10**12, S1, 1_000)
+
+
+@pytest.mark.parametrize("secret,error", [("", SecretError), ("abc", SecretError),
+                                          ("x" * 15, SecretError), (None, TypeError),
+                                          (b"whsec_bytes_secret_0001", TypeError)])
+def test_sign_refuses_secrets_the_secret_store_would_refuse(secret, error):
+    with pytest.raises(error):
+        sign_webhook(b"x", secret, 1_000)
