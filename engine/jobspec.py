@@ -159,12 +159,18 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 def domain_of(url: str) -> str:
-    """The limiter key of a URL: ``scheme://host[:port]`` (lower-cased; default ports dropped)."""
+    """The limiter key of a URL: ``scheme://host[:port]``, canonical so that one host has one
+    limiter: lower-cased, a trailing dot removed, Unicode names in IDNA (punycode) form, default
+    ports dropped. Raises ``ValueError`` on a host name IDNA cannot encode."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
+    else:
+        host = host.rstrip(".")
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
     port = parts.port
     if port is None or (scheme, port) in (("http", 80), ("https", 443)):
         return f"{scheme}://{host}"

@@ -138,9 +138,12 @@ def _check_url(url: str, path: str) -> str:
         raise SpecError(path, f"not a valid URL ({e})") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise SpecError(path, f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
-    if not parts.hostname:
+    if not parts.hostname or not parts.hostname.rstrip("."):
         raise SpecError(path, "URL has no host")
-    return domain_of(url)
+    try:
+        return domain_of(url)
+    except (UnicodeError, ValueError) as e:
+        raise SpecError(path, f"not a valid host name ({e})") from None
 
 
 def _check_codes(codes: list[int], path: str, *, allow_2xx: bool = False) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
     t = Table(title="Workloads", show_lines=False, header_style="bold")
     for col in ("workload", "strategy", "jobs", "ok", "failed", "pending", "deduped",
                 "upstream attempts", "amplif.", "peak/s", "dup. exec.", "p50", "p99",
-                "webhooks ok/undeliv.", "hook attempts", "egress", "$"):
+                "webhooks ok/undeliv./pend.", "hook attempts", "egress", "$"):
         t.add_column(col, justify="left" if col in ("workload", "strategy") else "right")
     for name, w in s["workloads"].items():
         lat = w["latency_ms"]
@@ -48,7 +48,8 @@ def print_summary(result: RunResult, console: Console | None = None) -> None:
                   f"{w['amplification']:.2f}" if w["amplification"] is not None else "-",
                   f"{w['peak_attempts_per_s']:,}", f"{w['duplicate_executions']:,}",
                   _ms(lat["p50"]), _ms(lat["p99"]),
-                  f"{hooks['delivered']:,}/{hooks['undelivered']:,}" if w["strategy"] != "diy"
+                  f"{hooks['delivered']:,}/{hooks['undelivered']:,}/{hooks.get('pending', 0):,}"
+                  if w["strategy"] != "diy"
                   else "-", f"{hooks['attempts']:,}" if w["strategy"] != "diy" else "-",
                   _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
     console.print(t)

@@ -102,7 +102,9 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             "latency_ms": _pcts(metrics.latency[i]),
             "delivery_latency_ms": _pcts(metrics.delivery_latency[i]),
             "webhooks": {"attempts": c["webhook_attempts"][i], "delivered": c["delivered"][i],
-                         "undelivered": c["undelivered"][i]},
+                         "undelivered": c["undelivered"][i],
+                         # decided jobs whose deliveries were still scheduled or in flight
+                         "pending": c["webhooks_pending"][i]},
             "egress_bytes": c["egress_bytes"][i],
             "peak_concurrency": metrics.peak_concurrency[i],
             "client_rejects": c["client_rejects"][i],

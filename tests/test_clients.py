@@ -125,3 +125,20 @@ def test_waiting_on_an_open_breaker_spends_no_retries():
     off = run_local(scenario(job, up, dam={"breaker": {"enabled": False}})).summary
     w = off["workloads"]["w"]
     assert w["failed"] >= 140 and w["amplification"] > 1.5  # 150 and 1.75 measured
+
+
+def test_deliveries_still_running_at_the_end_are_reported_pending():
+    """A receiver down for the whole run: every decided job is still delivering when the run
+    ends. Its attempts are counted as they are made, and the jobs show as pending."""
+    sc = scenario({"strategy": "performance", "arrivals": {"process": "constant", "rate": 5.0},
+                   "step": {"webhooks": [{"url": "https://app.example/h"}]}},
+                  receivers=[{"name": "app", "url": "https://app.example",
+                              "outages": [{"start": "0s", "end": "10h", "mode": "error"}]}])
+    w = run_local(sc).summary["workloads"]["w"]
+    hooks = w["webhooks"]
+    assert w["succeeded"] == 100 and hooks["delivered"] == hooks["undelivered"] == 0
+    assert hooks["pending"] == 100 and hooks["attempts"] >= 300  # rounds 0 s, 1 s, 5 s, 30 s ...
+    ok = run_local(scenario({"strategy": "performance",
+                             "arrivals": {"process": "constant", "rate": 5.0},
+                             "step": {"webhooks": [{"url": "https://app.example/h"}]}}))
+    assert ok.summary["workloads"]["w"]["webhooks"]["pending"] == 0

@@ -328,3 +328,22 @@ def test_sdk_shapes_the_stricter_rules_used_to_reject():
     spec = parse_job(payload, "c")
     assert spec.to_payload() == payload
     assert 500 in spec.retry_policy.retry_codes and 500 in spec.retry_policy.reroute_codes
+
+
+@pytest.mark.parametrize("url", ["https://API.Example.com/x", "https://api.example.com./x",
+                                 "https://api.example.com:443/x", "HTTPS://api.example.com"])
+def test_one_host_is_one_domain_however_it_is_spelled(url):
+    assert parse_job({"url": url}, "c").domain == "https://api.example.com"
+
+
+def test_unicode_and_punycode_hosts_are_one_domain():
+    a = parse_job({"url": "https://bücher.example/x"}, "c").domain
+    b = parse_job({"url": "https://xn--bcher-kva.example/x"}, "c").domain
+    assert a == b == "https://xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("url", ["https://./x", "https://ü" + "a" * 70 + ".example/"])
+def test_hosts_idna_cannot_encode_are_refused(url):
+    with pytest.raises(SpecError) as e:
+        parse_job({"url": url}, "c")
+    assert e.value.path == "$.url"

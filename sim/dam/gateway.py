@@ -100,6 +100,7 @@ class Gateway(Actor):
         if job is not None and job.decision is None:
             job.decision = Decision(msg.succeeded, msg.status, msg.error)
             self.metrics.finish(job.workload, msg.succeeded, msg.at - job.arrived)
+            self.metrics.add("webhooks_pending", job.workload)  # until its JobDone
             self.table.set_status(msg.job_id, "succeeded" if msg.succeeded else "failed", now)
 
     def _on_done(self, msg: JobDone, now: int) -> None:
@@ -107,6 +108,8 @@ class Gateway(Actor):
         if job is None:  # once per job (a recovered job may finish twice)
             return
         self.table.set_status(msg.job_id, msg.status, now, terminal=True)
+        if job.decision is not None:
+            self.metrics.add("webhooks_pending", job.workload, -1)
         if msg.status == "delivered":
             self.metrics.add("delivered", job.workload)
             self.metrics.delivery_latency[job.workload].append((msg.at - job.arrived) / 1000.0)

@@ -224,6 +224,7 @@ class Region(Actor):
                               JobDecided(c.job_id, st == "succeeded", r.status if r else None,
                                          r.error if r else None, now))
             elif t is SendWebhook:
+                self.metrics.add("webhook_attempts", job.workload)  # counted when made
                 self.send(self.dispatcher, now + topo.intra,
                           HookSend(self.id, c.job_id, c.hook, c.round, topo.place_idx[c.region],
                                    topo.receiver_for(c.url), len(c.body)))
@@ -239,6 +240,5 @@ class Region(Actor):
                 o = c.outcome
                 met = self.metrics
                 met.add("dam_duplicates", job.workload, o.duplicate_executions)
-                met.add("webhook_attempts", job.workload, o.webhook_attempts)
                 del self.jobs[o.job_id]
                 self.send(topo.gateway, now + self.to_gw, JobDone(o.job_id, o.status, now))
