@@ -44,10 +44,20 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
         if "=" not in spec:
             raise ScenarioError("--grid", f"expected path=v1,v2,..., got {spec!r}")
         path, values = spec.split("=", 1)
-        vals = [v for v in values.split(",") if v != ""]
+        path = path.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip() != ""]
         if not path or not vals:
             raise ScenarioError("--grid", f"expected path=v1,v2,..., got {spec!r}")
-        grid.append((path.strip(), vals))
+        if path == "seed":
+            raise ScenarioError("--grid", "the seed is varied by --seeds (each grid point runs "
+                                          "seeds seed, seed+1, ...): a grid over it would run "
+                                          "the same seeds twice")
+        if len(set(vals)) != len(vals):
+            twice = sorted({v for v in vals if vals.count(v) > 1})
+            raise ScenarioError("--grid", f"{path}: value(s) {', '.join(twice)} listed twice")
+        if any(p == path for p, _ in grid):
+            raise ScenarioError("--grid", f"{path} is given twice")
+        grid.append((path, vals))
     return grid
 
 

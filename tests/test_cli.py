@@ -38,3 +38,13 @@ def test_an_unknown_placement_is_a_usage_error(capsys):
     assert main(["run", "region-down", "--backend", "ray", "--placement", "rack"]) == 2
     err = capsys.readouterr().err
     assert "rack" in err and all(p in err for p in PLACEMENTS)
+
+
+def test_sweep_grid_over_seed_or_with_duplicates_is_a_usage_error(capsys, tmp_path):
+    for grid in ("seed=1,2", "workloads.w.arrivals.rate=1,2,1"):
+        code = main(["sweep", "race-vs-fallback", "--grid", grid, "--seeds", "2",
+                     "--out", str(tmp_path / "s"), "--quiet"])
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--grid" in err[0]
+    assert not (tmp_path / "s").exists()  # refused before anything ran
