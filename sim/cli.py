@@ -70,6 +70,46 @@ def _resolve(path: str) -> Path:
     return p
 
 
+ARTEFACTS = ("summary.json", "series.msgpack", "attempts_per_s.png", "latency_cdf.png",
+             "backlog.png", "pace.png")
+
+
+def _writable_dir(out: Path) -> str | None:
+    """Make sure ``out`` is (or can be made) a folder we can write; a reason if not."""
+    try:
+        if out.exists() and not out.is_dir():
+            return f"--out {out}: exists and is not a folder"
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".apidam-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return f"--out {out}: cannot write there ({e.strerror or e})"
+    return None
+
+
+def _writable_file(path: Path, flag: str) -> str | None:
+    """Make sure ``path`` can be written as a regular file; a reason if not."""
+    try:
+        if path.exists() and not path.is_file():
+            return f"{flag} {path}: exists and is not a regular file"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            return f"{flag} {path}: its folder is not a folder"
+        probe = path.parent / f".{path.name}.apidam-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return f"{flag} {path}: cannot write there ({e.strerror or e})"
+    return None
+
+
+def _clear_artefacts(out: Path) -> None:
+    """Remove what an earlier run wrote here, so nothing stale sits beside the new summary."""
+    for name in ARTEFACTS:
+        (out / name).unlink(missing_ok=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve(args.scenario)
     if args.trace and args.backend != "local":
@@ -82,6 +122,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sc = load_scenario(path, overrides)
     except ScenarioError as e:
         _err(str(e))
+        return EXIT_USAGE
+    out = Path(args.out) if args.out else Path("out") / sc.name
+    problem = _writable_dir(out) or (_writable_file(Path(args.trace), "--trace")
+                                     if args.trace else None)
+    if problem:  # checked before simulating, not after
+        _err(problem)
         return EXIT_USAGE
     console = Console(quiet=args.quiet)
     if not console.is_terminal:
@@ -103,8 +149,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 progress.close()
                 _err(str(e))
                 if e.partial is not None and args.out:
-                    e.partial.save(Path(args.out))
-                    _err(f"partial results written to {args.out}")
+                    _clear_artefacts(out)
+                    e.partial.save(out)
+                    _err(f"partial results written to {out}")
                 return EXIT_FAILED
     except ScenarioError as e:  # found while building the world (e.g. a trace file)
         progress.close()
@@ -116,7 +163,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         traceback.print_exc()
         return EXIT_FAILED
     progress.close()
-    out = Path(args.out) if args.out else Path("out") / sc.name
+    _clear_artefacts(out)
     written = result.save(out)
     if not args.no_plots:
         from .report import plot
@@ -133,7 +180,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-
     from .report import print_sweep
     from .sweep import parse_grid, run_sweep, summarize_sweep, write_sweep
 
@@ -143,6 +189,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         grid = parse_grid(args.grid or [])
+        name = load_scenario(path, list(args.set or [])).name
+    except ScenarioError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    out = Path(args.out) if args.out else Path("out") / f"sweep-{name}"
+    problem = _writable_dir(out)
+    if problem:  # checked before the runs, not after
+        _err(problem)
+        return EXIT_USAGE
+    try:
         progress = _Progress(not args.quiet, "sweep", unit="runs")
         result = run_sweep(str(path), grid, args.seeds, backend=args.backend,
                            address=args.ray_address, extra=list(args.set or []),
@@ -155,7 +211,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         traceback.print_exc()
         return EXIT_FAILED
     progress.close()
-    out = Path(args.out) if args.out else Path("out") / f"sweep-{result['scenario']}"
     files = write_sweep(result, out)
     console = Console(quiet=args.quiet)
     if not console.is_terminal:

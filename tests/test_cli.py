@@ -48,3 +48,42 @@ def test_sweep_grid_over_seed_or_with_duplicates_is_a_usage_error(capsys, tmp_pa
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--grid" in err[0]
     assert not (tmp_path / "s").exists()  # refused before anything ran
+
+
+def test_bad_outputs_are_refused_before_the_run(tmp_path, capsys):
+    """An --out that is a file, a device or unwritable, a --trace that is a folder: exit 2 with
+    one line, before any simulation (nothing written)."""
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    cases = [["--out", str(afile)], ["--out", "/dev/null"], ["--out", "/proc/apidam"],
+             ["--out", str(tmp_path / "ok"), "--trace", str(tmp_path)],
+             ["--out", str(tmp_path / "ok2"), "--trace", "/dev/null"]]
+    import os
+
+    if os.geteuid() != 0:  # root writes anywhere: the read-only case only means something else
+        cases.append(["--out", str(ro / "sub")])
+    for extra in cases:
+        assert main(["run", "openai-429-storm", "--quiet", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("apidam: --"), err
+    assert not (tmp_path / "ok" / "summary.json").exists()
+
+
+def test_a_scenario_name_cannot_leave_the_output_root(capsys):
+    for name in ('"../../x"', '"/tmp/abs"', '"a\\u001b[31m"', '""'):
+        assert main(["validate", "openai-429-storm", "--set", f"name={name}"]) == 2
+        err = capsys.readouterr().err
+        assert "$.name" in err and "\x1b" not in err
+
+
+def test_no_plots_leaves_no_stale_plots(tmp_path):
+    out = tmp_path / "run"
+    sets = ["--set", 'duration="5s"', "--set", 'drain="5s"']
+    assert main(["run", "openai-429-storm", "--quiet", "--out", str(out), *sets]) == 0
+    assert (out / "attempts_per_s.png").exists()
+    assert main(["run", "openai-429-storm", "--quiet", "--out", str(out), "--no-plots",
+                 *sets]) == 0
+    assert (out / "summary.json").exists() and not (out / "attempts_per_s.png").exists()

@@ -31,6 +31,9 @@ def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
             msg += f" (expected one of {', '.join(repr(c) for c in choices)})"
     if "(us|ms|s|m|h)" in msg:
         msg = "expected a duration like \"250ms\", \"30s\", \"5m30s\" (units us, ms, s, m, h)"
+    elif "matching regex" in msg and path == "$.name":
+        msg = ("expected a name of at most 64 letters, digits, '.', '_' and '-', starting with "
+               "a letter or digit (it names the output folder)")
     elif "matching regex" in msg:
         msg = "expected a lowercase name (letters, digits, '-' and '_')"
     return path, msg

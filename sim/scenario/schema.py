@@ -67,6 +67,8 @@ def parse_duration(text: str) -> int:
 
 Duration = Annotated[str, msgspec.Meta(pattern=r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+# a scenario's name is also its output folder: letters, digits, '.', '_', '-', no path parts
+ScenarioName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Rate = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -302,7 +304,7 @@ class Costs(_S, kw_only=True):
 
 
 class Scenario(_S, kw_only=True):
-    name: str
+    name: ScenarioName
     description: str = ""
     seed: NonNegInt = 0
     duration: Duration
