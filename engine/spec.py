@@ -16,13 +16,14 @@ here).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from .aliases import MAX_NESTING, Shape
+from .aliases import MAX_NESTING, Shape, fmt_path
 from .errors import SpecError, validation_path
 from .jobspec import (
     DEFAULT_HEDGE_DELAY_MS,
@@ -38,7 +39,10 @@ from .jobspec import (
 __all__ = [
     "DEFAULT_HEDGE_DELAY_MS",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_NESTING",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_WEBHOOKS",
     "METHODS",
     "ExecutionMode",
     "JobSpec",
@@ -46,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "Trigger",
     "WebhookSpec",
+    "decode_job_json",
     "domain_of",
     "parse_job",
 ]
@@ -64,6 +69,14 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 256
 MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 MAX_RETRIES_LIMIT = 100
+#: Webhooks per job (each is a delivery per round; ezthrottle-local has no limit).
+MAX_WEBHOOKS = 50
+#: A job payload as JSON text: the largest body and metadata plus room for everything else.
+MAX_PAYLOAD_BYTES = 2 * MAX_BODY_BYTES
+#: Deepest JSON nesting accepted (8 nested jobs need about 40).
+MAX_JSON_DEPTH = 64
+#: Integers beyond this many digits (±10^18, inside int64) are refused, not parsed.
+MAX_INT_DIGITS = 18
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _REGION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -276,6 +289,9 @@ class _Resolver:
             _check_metadata(w.metadata, p(f"{at}.metadata"))
             kw["metadata"] = w.metadata
 
+        if w.webhooks is not None and len(w.webhooks) > MAX_WEBHOOKS:
+            raise SpecError(p(f"{at}.webhooks"), f"at most {MAX_WEBHOOKS} webhooks per job, "
+                                                 f"got {len(w.webhooks)}")
         hooks: list[WebhookSpec] = []
         for i, h in enumerate(w.webhooks or ()):
             hp = f"{at}.webhooks[{i}]"
@@ -364,3 +380,95 @@ def parse_job(payload: Any, customer_id: str) -> JobSpec:
     except RecursionError:
         raise SpecError("$", "payload nested too deeply") from None
     return _Resolver(customer_id, shape).job(wire, "$")
+
+
+# --------------------------------------------------------------------------------------------
+# JSON intake: the text a client sends, before parse_job
+# --------------------------------------------------------------------------------------------
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class _DuplicateKeys(dict):
+    """An object whose text repeated a key (the last value won in the dict; we refuse it)."""
+
+    __slots__ = ("duplicate",)
+
+
+class _BigInt(str):
+    """An integer literal with more than MAX_INT_DIGITS digits (never converted)."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    seen: set[str] = set()
+    dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+    out = _DuplicateKeys(d)
+    out.duplicate = dup
+    return out
+
+
+def _int(text: str) -> int | _BigInt:
+    return _BigInt(text) if len(text.lstrip("-")) > MAX_INT_DIGITS else int(text)
+
+
+def _marked(obj: Any, path: tuple) -> tuple[tuple, str] | None:
+    """The path and reason of the first duplicate key or oversized integer in ``obj``."""
+    if isinstance(obj, _BigInt):
+        return path, f"integer with more than {MAX_INT_DIGITS} digits"
+    if isinstance(obj, dict):
+        if isinstance(obj, _DuplicateKeys):
+            return path, f"duplicate key {obj.duplicate!r}"
+        for k, v in obj.items():
+            hit = _marked(v, (*path, k))
+            if hit:
+                return hit
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            hit = _marked(v, (*path, i))
+            if hit:
+                return hit
+    return None
+
+
+def decode_job_json(data: bytes | str) -> Any:
+    """Decode a job payload's JSON text with the dam's limits, never raising anything but
+    :class:`SpecError`: at most ``MAX_PAYLOAD_BYTES``, nested at most ``MAX_JSON_DEPTH`` deep,
+    no duplicate keys (``$.a.b: duplicate key 'x'``), no integer beyond ±10^18."""
+    if isinstance(data, str):
+        if len(data) > MAX_PAYLOAD_BYTES:  # characters >= bytes / 4: a cheap first bound
+            raise SpecError("$", f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
+        size = len(data.encode("utf-8", "surrogatepass"))
+        text = data
+    else:
+        size = len(data)
+        if size > MAX_PAYLOAD_BYTES:
+            raise SpecError("$", f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpecError("$", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise SpecError("$", f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):  # strings are matched whole, so skipped
+        c = m.group()
+        if c == "{" or c == "[":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise SpecError("$", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif c == "}" or c == "]":
+            depth -= 1
+    try:
+        obj = json.loads(text, object_pairs_hook=_pairs, parse_int=_int)
+    except json.JSONDecodeError as e:
+        raise SpecError("$", f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except (RecursionError, ValueError) as e:
+        raise SpecError("$", f"not JSON the dam accepts: {e}") from None
+    hit = _marked(obj, ())
+    if hit:
+        path, reason = hit
+        raise SpecError(fmt_path(path), reason)
+    return obj

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from engine import SpecError, parse_job
+from engine.spec import MAX_PAYLOAD_BYTES, decode_job_json
 from engine.units import US_PER_S
 
 from .scenario import ScenarioError, load_scenario
@@ -250,18 +251,14 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for path in args.files:
         try:
-            with open(path, encoding="utf-8") as fh:
-                payload = json.load(fh)
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_PAYLOAD_BYTES + 1)  # bounded: /dev/zero cannot fill memory
         except OSError as e:
             _err(f"{path}: cannot read: {e.strerror}")
             status = EXIT_USAGE
             continue
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            _err(f"{path}: not JSON: {e}")
-            status = EXIT_USAGE
-            continue
         try:
-            spec = parse_job(payload, args.customer)
+            spec = parse_job(decode_job_json(data), args.customer)
         except SpecError as e:
             _err(f"{path}: {e.path}: {e.reason}")
             status = EXIT_USAGE

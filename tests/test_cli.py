@@ -28,7 +28,7 @@ def test_check_job_ok_and_bad(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"apidam: {bad}: $.retry_policy.max_retries: "
                       "must be between 0 and 100, got -1")
-    assert err[1].startswith(f"apidam: {broken}: not JSON")
+    assert err[1].startswith(f"apidam: {broken}: $: not JSON")
     assert err[2].startswith(f"apidam: {tmp_path / 'none'}: cannot read")
 
 

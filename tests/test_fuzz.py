@@ -76,3 +76,52 @@ def test_signature_verification_never_raises(body, header, secret, now):
     ok2, reason2 = try_verify_with_secrets(body, header, secret or "x", "whsec_secondary_0001",
                                            now=now)
     assert isinstance(ok2, bool) and isinstance(reason2, str)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode)
+       | st.builds(lambda d, k: ("[" * d + "]" * d if k else "{\"a\":" * d + "1" + "}" * d)
+                   .encode(), st.integers(0, 200), st.booleans()))
+@example(b"[" * 100_000 + b"]" * 100_000)
+@example(b'{"url":"https://a.com","retry_at":' + b"9" * 5000 + b"}")
+@example(b'{"url":"https://a.com","method":"GET","method":"POST"}')
+@example(b'"\\ud800"')
+def test_job_json_intake_raises_only_spec_error(data):
+    from engine.spec import decode_job_json
+
+    try:
+        payload = decode_job_json(data)
+    except SpecError as e:
+        assert e.path.startswith("$") and e.reason
+        return
+    try:
+        parse_job(payload, "cust")
+    except SpecError:
+        pass
+
+
+def test_job_json_limits_name_the_place():
+    from engine.spec import MAX_WEBHOOKS, decode_job_json
+
+    cases = {
+        b'{"url":"https://a.com","metadata":{"a":{"b":1,"b":2}}}': ("$.metadata.a",
+                                                                    "duplicate key 'b'"),
+        b'{"url":"https://a.com","retry_at":1' + b"0" * 30 + b"}": ("$.retry_at",
+                                                                  "more than 18 digits"),
+        b"[" * 65 + b"]" * 65: ("$", "nested deeper than 64"),
+        b"\xff\xfe": ("$", "not UTF-8"),
+    }
+    for data, (path, reason) in cases.items():
+        try:
+            decode_job_json(data)
+        except SpecError as e:
+            assert (e.path, reason in e.reason) == (path, True), (data[:40], e)
+        else:
+            raise AssertionError(f"accepted {data[:40]!r}")
+    hooks = [{"url": f"https://h.example/{i}"} for i in range(MAX_WEBHOOKS + 1)]
+    try:
+        parse_job({"url": "https://a.com", "webhooks": hooks}, "c")
+    except SpecError as e:
+        assert e.path == "$.webhooks" and f"at most {MAX_WEBHOOKS}" in e.reason
+    else:
+        raise AssertionError("a job with too many webhooks was accepted")
