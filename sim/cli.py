@@ -64,6 +64,12 @@ class _Progress:
             self.bar.stop()
 
 
+def _err_all(e: ScenarioError) -> None:
+    """Every problem of a scenario, one line each."""
+    for line in e.lines():
+        _err(line)
+
+
 def _resolve(path: str) -> Path:
     p = Path(path)
     if not p.exists() and not p.suffix and (SCENARIO_DIR / f"{path}.toml").exists():
@@ -122,7 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         sc = load_scenario(path, overrides)
     except ScenarioError as e:
-        _err(str(e))
+        _err_all(e)
         return EXIT_USAGE
     out = Path(args.out) if args.out else Path("out") / sc.name
     problem = _writable_dir(out) or (_writable_file(Path(args.trace), "--trace")
@@ -156,7 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
     except ScenarioError as e:  # found while building the world (e.g. a trace file)
         progress.close()
-        _err(str(e))
+        _err_all(e)
         return EXIT_USAGE
     except Exception:  # a crash inside a run is reported (exit 1), not re-raised
         progress.close()
@@ -192,7 +198,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         grid = parse_grid(args.grid or [])
         name = load_scenario(path, list(args.set or [])).name
     except ScenarioError as e:
-        _err(str(e))
+        _err_all(e)
         return EXIT_USAGE
     out = Path(args.out) if args.out else Path("out") / f"sweep-{name}"
     problem = _writable_dir(out)
@@ -205,7 +211,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                            address=args.ray_address, extra=list(args.set or []),
                            progress=progress)
     except ScenarioError as e:
-        _err(str(e))
+        _err_all(e)
         return EXIT_USAGE
     except Exception:  # a crash inside a run is reported (exit 1), not re-raised
         _err("the sweep failed with an internal error:")
@@ -227,7 +233,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             sc = load_scenario(_resolve(name), args.set or [])
         except ScenarioError as e:
-            _err(str(e))
+            _err_all(e)
             status = EXIT_USAGE
             continue
         print(f"{name}: ok ({sc.name}: {len(sc.workloads)} workloads, "

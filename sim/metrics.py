@@ -1,6 +1,7 @@
 """Counters and 1 s time series, kept in plain Python lists on the hot path and turned into numpy
-arrays at the end. Memory grows with simulated seconds and with latency samples (8 bytes per
-finished job), never with per-job state.
+arrays at the end. The series grow with simulated activity (in chunks of an hour, up to the last
+second anything happened), never with the declared horizon; latency samples take 8 bytes per
+finished job; nothing keeps per-job state.
 
 Every field is additive across actor groups (``merge``), except the ``*_max`` series (max) and
 the latency samples (concatenated: percentiles do not depend on order).
@@ -17,13 +18,16 @@ from engine.units import US_PER_S as S
 
 __all__ = ["Metrics"]
 
+CHUNK = 3600  # seconds of series allocated at a time
+
 
 
 class Metrics:
     def __init__(self, workloads: list[str], domains: list[str], horizon_us: int) -> None:
         self.workloads = list(workloads)
         self.domains = list(domains)
-        self.n = horizon_us // S + 2
+        self.horizon_s = horizon_us // S + 1  # the last second a series can have
+        self.n = min(self.horizon_s + 1, CHUNK)  # seconds allocated so far (grows on demand)
         nw, nd, n = len(workloads), len(domains), self.n
         self.attempts_series = [[0] * n for _ in range(nw)]
         self.dam_domain_series = [[0] * n for _ in range(nd)]
@@ -50,10 +54,25 @@ class Metrics:
         return self.domains.index(domain)
 
     # -- hot path ------------------------------------------------------------------------------
+    def _grow(self, sec: int) -> int:
+        """Make every series long enough for ``sec``; the second to write (clamped to the
+        horizon: a run never writes past it)."""
+        sec = min(sec, self.horizon_s)
+        if sec >= self.n:
+            n = min(self.horizon_s + 1, max(sec + 1, self.n + CHUNK))
+            extra = n - self.n
+            for rows, fill in ((self.attempts_series, 0), (self.dam_domain_series, 0),
+                               (self.permit_series, 0), (self.backlog_max, 0),
+                               (self.pace_series, -1.0), (self.breaker_state_max, 0)):
+                for row in rows:
+                    row.extend([fill] * extra)
+            self.n = n
+        return sec
+
     def attempt(self, w: int, now: int, d: int, dam: bool) -> None:
         sec = now // S
         if sec >= self.n:
-            sec = self.n - 1
+            sec = self._grow(sec)
         self.attempts_series[w][sec] += 1
         count = self.count
         count["upstream_attempts"][w] += 1
@@ -68,7 +87,9 @@ class Metrics:
         self.count["duplicates"][w] += 1
 
     def permit(self, d: int, now: int, backlog: int, pace: float) -> None:
-        sec = min(now // S, self.n - 1)
+        sec = now // S
+        if sec >= self.n:
+            sec = self._grow(sec)
         self.permit_series[d][sec] += 1
         self.pace_series[d][sec] = pace
         if backlog > self.backlog_max[d][sec]:
@@ -76,14 +97,18 @@ class Metrics:
 
     def breaker(self, d: int, now: int, state: int, opens: int, reopens: int, probes: int,
                 open_us: int, open_since: int, pace: float) -> None:
-        sec = min(now // S, self.n - 1)
+        sec = now // S
+        if sec >= self.n:
+            sec = self._grow(sec)
         self.breakers[d] = [opens, reopens, probes, open_us, open_since]
         self.pace_series[d][sec] = pace
         if state > self.breaker_state_max[d][sec]:
             self.breaker_state_max[d][sec] = state
 
     def backlog(self, d: int, now: int, backlog: int) -> None:
-        sec = min(now // S, self.n - 1)
+        sec = now // S
+        if sec >= self.n:
+            sec = self._grow(sec)
         if backlog > self.backlog_max[d][sec]:
             self.backlog_max[d][sec] = backlog
 
@@ -96,6 +121,8 @@ class Metrics:
 
     # -- merging and export --------------------------------------------------------------------
     def merge(self, other: Metrics) -> None:
+        if other.n > self.n:
+            self._grow(other.n - 1)
         for mine, theirs in ((self.attempts_series, other.attempts_series),
                              (self.dam_domain_series, other.dam_domain_series),
                              (self.permit_series, other.permit_series)):
@@ -132,6 +159,7 @@ class Metrics:
         """A msgpack-friendly snapshot (for shipping between processes)."""
         return {
             "workloads": self.workloads, "domains": self.domains, "n": self.n,
+            "horizon_s": self.horizon_s,
             "attempts_series": self.attempts_series, "dam_domain_series": self.dam_domain_series,
             "permit_series": self.permit_series, "backlog_max": self.backlog_max,
             "pace_series": self.pace_series, "breaker_state_max": self.breaker_state_max,
@@ -145,7 +173,8 @@ class Metrics:
 
     @classmethod
     def from_state(cls, st: dict) -> Metrics:
-        m = cls(st["workloads"], st["domains"], (st["n"] - 2) * S)
+        m = cls(st["workloads"], st["domains"], (st["horizon_s"] - 1) * S)
+        m.n = st["n"]
         m.attempts_series = st["attempts_series"]
         m.dam_domain_series = st["dam_domain_series"]
         m.permit_series = st["permit_series"]

@@ -195,3 +195,41 @@ def test_missing_trace_file_is_an_input_error(tmp_path, capsys):
                  'arrivals = { process = "trace", file = "missing.csv" }\n')
     assert main(["run", str(p), "--quiet", "--no-plots", "--out", str(tmp_path / "o")]) == 2
     assert "$.workloads[0].arrivals.file: cannot read arrival times" in capsys.readouterr().err
+
+
+RED_TEAM = [  # inputs that validated and then failed late (traceback, hang, full machine)
+    ('duration="100000h"', "$.duration", "at most"),
+    ('duration="99999999999999999999h"', "$.duration", "at most"),
+    ("workloads.w.arrivals.rate=inf", "$.workloads[0].arrivals.rate", "<= 1000000"),
+    ("workloads.w.arrivals.rate=nan", "$.workloads[0].arrivals.rate", ">= 0"),
+    ("workloads.w.arrivals.rate=1e12", "$.workloads[0].arrivals.rate", "<= 1000000"),
+    ("dam.limiter.rate=inf", "$.dam.limiter.rate", "<= 1000000"),
+    ("upstreams.api.servers=1000000000", "$.upstreams[0].servers", "<= 100000"),
+    ("upstreams.api.advertise.rps=1e308", "$.upstreams[0].advertise.rps", "<= 1000000"),
+    ("upstreams.api.latency.slow_factor=1e300", "$.upstreams[0].latency.slow_factor", "<= 1000"),
+    ('workloads.w.path="no-slash"', "$.workloads[0].path", "starting with '/'"),
+    ('workloads.w.start="10m"', "$.workloads[0].start", "before the end"),
+    ('dam.webhook_schedule=["0s", "5s", "1s"]', "$.dam.webhook_schedule[2]", "back in time"),
+    ('dam.backoff.base="10s"', "$.dam.backoff.cap", ">= base"),
+    ('name="../../x"', "$.name", "output folder"),
+]
+
+
+@pytest.mark.parametrize("override,path,reason", RED_TEAM, ids=[r[0][:30] for r in RED_TEAM])
+def test_absurd_values_are_refused_by_validation(override, path, reason):
+    doc = copy.deepcopy(BASE)
+    doc["dam"] = {**doc.get("dam", {}), "backoff": {"cap": "5s"}} if "backoff" in override \
+        else doc.get("dam", {})
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc, [override])
+    assert (info.value.path, reason in info.value.reason) == (path, True), str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    doc = copy.deepcopy(BASE)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc, ['workloads.w.path="x"', 'dam.webhook_schedule=["5s", "1s"]',
+                            'workloads.w.start="1h"'])
+    paths = [p for p, _ in info.value.problems]
+    assert paths == ["$.dam.webhook_schedule[1]", "$.workloads[0].path", "$.workloads[0].start"]
+    assert len(info.value.lines()) == 3

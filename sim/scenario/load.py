@@ -18,7 +18,15 @@ from engine.errors import validation_path
 from engine.signing import MIN_SECRET_LENGTH
 from engine.spec import SpecError, domain_of, parse_job
 
-from .schema import Latency, Outage, Scenario, ScenarioError, parse_duration
+from .schema import (
+    MAX_DURATION_US,
+    Latency,
+    Outage,
+    Scenario,
+    ScenarioError,
+    format_duration,
+    parse_duration,
+)
 
 __all__ = ["apply_override", "load_scenario", "max_link_us"]
 
@@ -100,13 +108,51 @@ def apply_override(doc: dict, assignment: str) -> None:
     container[key] = value
 
 
-def _checks(sc: Scenario) -> None:
-    def err(path: str, reason: str):
-        raise ScenarioError(path, reason)
+class _Problems:
+    """Every problem of one scenario, in order (all reported at once, one line each)."""
 
-    def dur(path: str, value: str) -> int:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.items.append((path, reason))
+
+
+def _durations(obj, path: str, out: list[tuple[str, str]]) -> None:
+    """Every duration string in the scenario, with its path (for the range check)."""
+    if isinstance(obj, msgspec.Struct):
+        for f in msgspec.structs.fields(obj):
+            _durations(getattr(obj, f.name), f"{path}.{f.name}", out)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _durations(v, f"{path}[{i}]", out)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, str | msgspec.Struct | list):
+                _durations(v, f"{path}.{k}", out)
+    elif isinstance(obj, str) and _DURATION_TEXT.fullmatch(obj):
+        out.append((path, obj))
+
+
+_DURATION_TEXT = re.compile(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h))+")
+
+
+def _checks(sc: Scenario) -> None:
+    err = _Problems()
+    found: list[tuple[str, str]] = []
+    _durations(sc, "$", found)
+    for path, text in found:
+        if path.startswith("$.workloads") and ".step." in path:
+            continue  # job fields are checked as job payloads
+        if parse_duration(text) > MAX_DURATION_US:
+            err(path, f"at most {format_duration(MAX_DURATION_US)} (30 days)")
+    if err.items:
+        raise _as_error(err)  # nothing below is meaningful with absurd durations
+
+    def dur(value: str) -> int:
         return parse_duration(value)
 
+    duration = dur(sc.duration)
     regions = sc.dam.regions
     if not regions:
         err("$.dam.regions", "at least one region is required")
@@ -114,35 +160,42 @@ def _checks(sc: Scenario) -> None:
         err("$.dam.regions", "region names must be unique")
     if sc.dam.gateway_region is not None and sc.dam.gateway_region not in regions:
         err("$.dam.gateway_region", f"not one of the dam's regions {regions}")
-    if dur("$.duration", sc.duration) <= 0:
+    if duration <= 0:
         err("$.duration", "must be > 0")
     for key in sc.network.regions:
         pair = key.split("-")
         if len(pair) != 2 or not all(p in regions for p in pair):
             err(f"$.network.regions.{key}", f"expected 'a-b' with a, b among {regions}")
     for name in ("client_to_gateway", "intra_region", "to_upstream"):
-        if dur(f"$.network.{name}", getattr(sc.network, name)) <= 0:
+        if dur(getattr(sc.network, name)) <= 0:
             err(f"$.network.{name}", "every link latency must be > 0")
     for key, value in sc.network.regions.items():
-        if dur(f"$.network.regions.{key}", value) <= 0:
+        if dur(value) <= 0:
             err(f"$.network.regions.{key}", "every link latency must be > 0")
-    if not sc.dam.webhook_schedule:
+    schedule = [dur(x) for x in sc.dam.webhook_schedule]
+    if not schedule:
         err("$.dam.webhook_schedule", "at least one delay is required")
+    for i in range(1, len(schedule)):
+        if schedule[i] < schedule[i - 1]:
+            err(f"$.dam.webhook_schedule[{i}]", "the schedule must not go back in time "
+                                                 f"({sc.dam.webhook_schedule[i]} after "
+                                                 f"{sc.dam.webhook_schedule[i - 1]})")
     for i, o in enumerate(sc.dam.outages):
         if o.region not in regions:
             err(f"$.dam.outages[{i}].region", f"not one of the dam's regions {regions}")
-        if dur("", o.end) <= dur("", o.start):
+        if dur(o.end) <= dur(o.start):
             err(f"$.dam.outages[{i}].end", "must be after start")
     for name in ("attempt_timeout", "webhook_timeout"):
-        if dur("", getattr(sc.dam, name)) < 4 * max_link_us(sc):
+        if dur(getattr(sc.dam, name)) < 4 * max_link_us(sc):
             err(f"$.dam.{name}", "must be at least 4x the largest link latency")
+    _check_backoff(sc.dam.backoff, "$.dam.backoff", err)
     br = sc.dam.breaker
     if br.min_calls > br.window_calls:
         err("$.dam.breaker.min_calls", f"must be <= window_calls ({br.window_calls})")
     for name in ("window", "open"):
-        if dur("", getattr(br, name)) <= 0:
+        if dur(getattr(br, name)) <= 0:
             err(f"$.dam.breaker.{name}", "must be > 0")
-    if dur("", br.max_open) < dur("", br.open):
+    if dur(br.max_open) < dur(br.open):
         err("$.dam.breaker.max_open", f"must be >= open ({br.open})")
     if sc.dam.webhook_secret is not None and len(sc.dam.webhook_secret) < MIN_SECRET_LENGTH:
         err("$.dam.webhook_secret", f"must be at least {MIN_SECRET_LENGTH} characters")
@@ -156,24 +209,20 @@ def _checks(sc: Scenario) -> None:
     for i, u in enumerate(sc.upstreams):
         p = f"$.upstreams[{i}]"
         try:
-            parse_job({"url": u.url}, "scenario")
+            d = parse_job({"url": u.url}, "scenario").domain
         except SpecError as e:
             err(f"{p}.url", e.reason)
-        d = domain_of(u.url)
-        if d in domains:
-            err(f"{p}.url", f"domain {d} is already upstream {domains[d]!r}")
-        domains[d] = u.name
-        _check_latency(u.latency, f"{p}.latency")
+        else:
+            if d in domains:
+                err(f"{p}.url", f"domain {d} is already upstream {domains[d]!r}")
+            domains[d] = u.name
+        _check_latency(u.latency, f"{p}.latency", err)
         for r, lat in u.region_latency.items():
             if r not in regions and r != "client":
                 err(f"{p}.region_latency.{r}", f"not a dam region {regions} or 'client'")
-            _check_latency(lat, f"{p}.region_latency.{r}")
-        if u.advertise.rps is not None and not u.advertise.rps > 0:
-            err(f"{p}.advertise.rps", "must be > 0")
-        if u.advertise.max_concurrent is not None and u.advertise.max_concurrent < 1:
-            err(f"{p}.advertise.max_concurrent", "must be >= 1")
+            _check_latency(lat, f"{p}.region_latency.{r}", err)
         for j, o in enumerate(u.outages):
-            _check_outage(o, f"{p}.outages[{j}]", [*regions, "client"])
+            _check_outage(o, f"{p}.outages[{j}]", [*regions, "client"], err)
 
     rnames = [r.name for r in sc.receivers]
     if len(set(rnames)) != len(rnames):
@@ -181,13 +230,12 @@ def _checks(sc: Scenario) -> None:
     receiver_domains = set()
     for i, r in enumerate(sc.receivers):
         try:
-            parse_job({"url": r.url}, "scenario")
+            receiver_domains.add(parse_job({"url": r.url}, "scenario").domain)
         except SpecError as e:
             err(f"$.receivers[{i}].url", e.reason)
-        receiver_domains.add(domain_of(r.url))
-        _check_latency(r.latency, f"$.receivers[{i}].latency")
+        _check_latency(r.latency, f"$.receivers[{i}].latency", err)
         for j, o in enumerate(r.outages):
-            _check_outage(o, f"$.receivers[{i}].outages[{j}]", regions)
+            _check_outage(o, f"$.receivers[{i}].outages[{j}]", regions, err)
 
     wnames = [w.name for w in sc.workloads]
     if not wnames:
@@ -196,57 +244,86 @@ def _checks(sc: Scenario) -> None:
         err("$.workloads", "workload names must be unique")
     for i, w in enumerate(sc.workloads):
         p = f"$.workloads[{i}]"
-        if w.upstream not in names:
-            err(f"{p}.upstream", f"no upstream named {w.upstream!r} (have {', '.join(names)})")
+        if not w.path.startswith("/"):
+            err(f"{p}.path", "expected a path starting with '/'")
+        start = dur(w.start)
+        if start >= duration:
+            err(f"{p}.start", f"must be before the end of the arrivals (duration "
+                              f"{sc.duration})")
+        if w.stop is not None and not start < dur(w.stop) <= duration:
+            err(f"{p}.stop", f"must be after start and at most duration ({sc.duration})")
         a = w.arrivals
         if a.process == "piecewise" and not a.segments:
             err(f"{p}.arrivals.segments", "piecewise arrivals need at least one segment")
+        for j in range(1, len(a.segments)):
+            if dur(a.segments[j].until) <= dur(a.segments[j - 1].until):
+                err(f"{p}.arrivals.segments[{j}].until",
+                    "segments must be in order: each until later than the one before")
         if a.process == "trace" and not a.file:
             err(f"{p}.arrivals.file", "trace arrivals need a CSV file of timestamps")
+        _check_backoff(w.diy.backoff, f"{p}.diy.backoff", err)
         cb = w.diy.breaker
         if cb is not None:
             if cb.min_calls > cb.window_calls:
                 err(f"{p}.diy.breaker.min_calls",
                     f"must be <= window_calls ({cb.window_calls})")
-            if dur("", cb.open) <= 0:
+            if dur(cb.open) <= 0:
                 err(f"{p}.diy.breaker.open", "must be > 0")
-        if dur("", w.diy.timeout) < 4 * max_link_us(sc):
+        if dur(w.diy.timeout) < 4 * max_link_us(sc):
             err(f"{p}.diy.timeout", "must be at least 4x the largest link latency")
-        if dur("", w.frugal.local_timeout) < 4 * max_link_us(sc):
+        if dur(w.frugal.local_timeout) < 4 * max_link_us(sc):
             err(f"{p}.frugal.local_timeout", "must be at least 4x the largest link latency")
         for j, code in enumerate(w.frugal.fallback_on_error):
             if not 100 <= code <= 599:
                 err(f"{p}.frugal.fallback_on_error[{j}]", "HTTP status must be 100-599")
+        if w.upstream not in names:
+            err(f"{p}.upstream", f"no upstream named {w.upstream!r} (have {', '.join(names)})")
+            continue
         if w.strategy != "diy":
+            if "idempotent_key" in w.step:
+                err(f"{p}.step.idempotent_key", "keys are derived per job by the simulator")
+            if "body" in w.step:
+                err(f"{p}.step.body", "bodies are generated from payload_bytes")
             payload = {**w.step, "url": sc.upstream(w.upstream).url.rstrip("/") + w.path,
                        "method": w.method}
             try:
                 spec = parse_job(payload, w.customer)
             except SpecError as e:
                 err(f"{p}.step{e.path[1:]}", e.reason)
-            _check_step(spec, f"{p}.step", regions, receiver_domains)
-            if "idempotent_key" in w.step:
-                err(f"{p}.step.idempotent_key", "keys are derived per job by the simulator")
-            if "body" in w.step:
-                err(f"{p}.step.body", "bodies are generated from payload_bytes")
+            else:
+                _check_step(spec, f"{p}.step", regions, receiver_domains, err)
+    if err.items:
+        raise _as_error(err)
 
 
-def _check_step(spec, path: str, regions: list[str], receiver_domains: set[str]) -> None:
+def _as_error(err: _Problems) -> ScenarioError:
+    (path, reason), *_ = err.items
+    e = ScenarioError(path, reason)
+    e.problems = list(err.items)
+    return e
+
+
+def _check_backoff(b, path: str, err: _Problems) -> None:
+    if parse_duration(b.cap) < parse_duration(b.base):
+        err(f"{path}.cap", f"must be >= base ({b.base})")
+
+
+def _check_step(spec, path: str, regions: list[str], receiver_domains: set[str],
+                err: _Problems) -> None:
     """Regions and webhook receivers of a job and of every job nested in it."""
     for r in spec.regions:
         if r not in regions:
-            raise ScenarioError(f"{path}.regions", f"region {r!r} is not a dam region {regions}")
+            err(f"{path}.regions", f"region {r!r} is not a dam region {regions}")
     for j, h in enumerate(spec.webhooks):
         if domain_of(h.url) not in receiver_domains:
-            raise ScenarioError(f"{path}.webhooks[{j}].url",
-                                "no receiver serves this URL's domain")
+            err(f"{path}.webhooks[{j}].url", "no receiver serves this URL's domain")
         for r in h.regions or ():
             if r not in regions:
-                raise ScenarioError(f"{path}.webhooks[{j}].regions", f"{r!r} is not a dam region")
+                err(f"{path}.webhooks[{j}].regions", f"{r!r} is not a dam region")
     for name in ("fallback_job", "on_success", "on_failure"):
         child = getattr(spec, name)
         if child is not None:
-            _check_step(child, f"{path}.{name}", regions, receiver_domains)
+            _check_step(child, f"{path}.{name}", regions, receiver_domains, err)
 
 
 def max_link_us(sc: Scenario) -> int:
@@ -255,28 +332,26 @@ def max_link_us(sc: Scenario) -> int:
     return max(parse_duration(x) for x in links)
 
 
-def _check_latency(lat: Latency, path: str) -> None:
+def _check_latency(lat: Latency, path: str, err: _Problems) -> None:
     if parse_duration(lat.median) <= 0:
-        raise ScenarioError(f"{path}.median", "must be > 0")
-    if parse_duration(lat.p99) < parse_duration(lat.median):
-        raise ScenarioError(f"{path}.p99", "must be >= median")
+        err(f"{path}.median", "must be > 0")
+    elif parse_duration(lat.p99) < parse_duration(lat.median):
+        err(f"{path}.p99", "must be >= median")
 
 
-def _check_outage(o: Outage, path: str, regions: list[str]) -> None:
+def _check_outage(o: Outage, path: str, regions: list[str], err: _Problems) -> None:
     if parse_duration(o.end) <= parse_duration(o.start):
-        raise ScenarioError(f"{path}.end", "must be after start")
+        err(f"{path}.end", "must be after start")
     total = 0.0
     for code, weight in o.statuses.items():
         if not code.isdigit() or not 100 <= int(code) <= 599:
-            raise ScenarioError(f"{path}.statuses.{code}", "keys are HTTP statuses 100-599")
-        if weight < 0:
-            raise ScenarioError(f"{path}.statuses.{code}", "weights must be >= 0")
+            err(f"{path}.statuses.{code}", "keys are HTTP statuses 100-599")
         total += weight
     if o.mode in ("error", "partial") and total <= 0:
-        raise ScenarioError(f"{path}.statuses", "needs at least one status with weight > 0")
+        err(f"{path}.statuses", "needs at least one status with weight > 0")
     for i, r in enumerate(o.regions):
         if r not in regions:
-            raise ScenarioError(f"{path}.regions[{i}]", f"not one of {regions}")
+            err(f"{path}.regions[{i}]", f"not one of {regions}")
 
 
 def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scenario:
@@ -305,5 +380,7 @@ def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scena
             raise ScenarioError(*_msgspec_error(e)) from None
         _checks(sc)
     except ScenarioError as e:
-        raise ScenarioError(e.path, e.reason, file) from None
+        out = ScenarioError(e.path, e.reason, file)
+        out.problems = getattr(e, "problems", [(e.path, e.reason)])
+        raise out from None
     return sc

@@ -37,11 +37,19 @@ _UNITS = {"us": 1, "ms": US_PER_MS, "s": US_PER_S, "m": 60 * US_PER_S, "h": 3600
 
 
 class ScenarioError(ApidamError):
+    """A scenario's problems: the first as ``path`` / ``reason``, all of them (one line each,
+    in file order) as ``problems``."""
+
     def __init__(self, path: str, reason: str, file: str | None = None) -> None:
         self.path = path
         self.reason = reason
         self.file = file
+        self.problems: list[tuple[str, str]] = [(path, reason)]
         super().__init__(f"{file + ': ' if file else ''}{path}: {reason}")
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.file}: " if self.file else ""
+        return [f"{prefix}{p}: {r}" for p, r in self.problems]
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
@@ -69,7 +77,16 @@ Duration = Annotated[str, msgspec.Meta(pattern=r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 # a scenario's name is also its output folder: letters, digits, '.', '_', '-', no path parts
 ScenarioName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Rate = Annotated[float, msgspec.Meta(ge=0)]
+#: Limits that keep a run's memory and time bounded whatever a scenario says (documented in
+#: docs/SCENARIOS.md, "Limits").
+MAX_RATE = 1_000_000.0  # requests/s: an arrival rate, a rate limit, a pace
+MAX_COUNT = 1_000_000  # concurrency caps, bursts, queues, tokens
+MAX_SERVERS = 100_000  # an upstream's servers (a list entry each)
+MAX_FACTOR = 1000.0  # slow-mode and outage latency factors
+MAX_DURATION_US = 30 * 24 * 3600 * 1_000_000  # any duration: 30 days
+Rate = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
+Factor = Annotated[float, msgspec.Meta(ge=1, le=MAX_FACTOR)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -83,33 +100,34 @@ class Latency(_S, kw_only=True):
     median: Duration = "50ms"
     p99: Duration = "250ms"
     slow_fraction: Fraction = 0.0
-    slow_factor: Annotated[float, msgspec.Meta(ge=1)] = 10.0
+    slow_factor: Factor = 10.0
 
 
 class Outage(_S, kw_only=True):
     start: Duration
     end: Duration
     mode: Literal["error", "slow", "blackhole", "partial"] = "error"
-    statuses: dict[str, float] = msgspec.field(default_factory=lambda: {"503": 1.0})
+    statuses: dict[str, Annotated[float, msgspec.Meta(ge=0, le=1e9)]] = msgspec.field(
+        default_factory=lambda: {"503": 1.0})
     fraction: Fraction = 0.5
-    factor: Annotated[float, msgspec.Meta(ge=1)] = 10.0
+    factor: Factor = 10.0
     retry_after: Duration | None = None
     regions: list[str] = msgspec.field(default_factory=list)
 
 
 class Advertise(_S, kw_only=True):
-    rps: float | None = None
-    max_concurrent: int | None = None
+    rps: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE)] | None = None
+    max_concurrent: Count | None = None
 
 
 class Upstream(_S, kw_only=True):
     name: Name
     url: str
-    servers: PosInt = 200
+    servers: Annotated[int, msgspec.Meta(ge=1, le=MAX_SERVERS)] = 200
     service: Duration = "20ms"
-    queue: NonNegInt = 1000
+    queue: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1000
     rate_limit: Rate = 0.0  # own token bucket, requests/s; 0 = none
-    rate_burst: PosInt = 1
+    rate_burst: Count = 1
     idempotency: bool = False
     advertise: Advertise = Advertise()
     latency: Latency = Latency()
@@ -146,12 +164,12 @@ class BackoffCfg(_S, kw_only=True):
 
 
 class Budget(_S, kw_only=True):
-    max_tokens: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    token_ratio: Annotated[float, msgspec.Meta(ge=0)] = 0.1
+    max_tokens: Annotated[float, msgspec.Meta(gt=0, le=MAX_COUNT)] = 10.0
+    token_ratio: Annotated[float, msgspec.Meta(ge=0, le=MAX_COUNT)] = 0.1
 
 
 class Adaptive(_S, kw_only=True):
-    k: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    k: Annotated[float, msgspec.Meta(ge=1, le=MAX_FACTOR)] = 2.0
     window: Duration = "2m"
 
 
@@ -191,10 +209,10 @@ class ClientBreakerCfg(_S, kw_only=True):
 
 
 class Diy(_S, kw_only=True):
-    retries: NonNegInt = 3
+    retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
     backoff: BackoffCfg = BackoffCfg()
     timeout: Duration = "10s"
-    concurrency: PosInt = 1000
+    concurrency: Count = 1000
     idempotency_key: bool = False
     budget: Budget | None = None
     adaptive: Adaptive | None = None
@@ -216,7 +234,7 @@ class Workload(_S, kw_only=True):
     upstream: Name
     path: str = "/"
     method: str = "POST"
-    payload_bytes: NonNegInt = 1024
+    payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 1024
     customer: str = "cust_default"
     strategy: Literal["diy", "performance", "frugal"] = "diy"
     arrivals: Arrivals = Arrivals()
@@ -238,9 +256,9 @@ _LIMITER = LimiterConfig()
 
 
 class Limiter(_S, kw_only=True):
-    rate: Annotated[float, msgspec.Meta(gt=0)] = _LIMITER.rate
-    burst: PosInt = _LIMITER.burst
-    max_concurrent: PosInt = _LIMITER.max_concurrent
+    rate: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE)] = _LIMITER.rate
+    burst: Count = _LIMITER.burst
+    max_concurrent: Count = _LIMITER.max_concurrent
 
 
 _BREAKER = BreakerConfig()
@@ -306,7 +324,7 @@ class Costs(_S, kw_only=True):
 class Scenario(_S, kw_only=True):
     name: ScenarioName
     description: str = ""
-    seed: NonNegInt = 0
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
     duration: Duration
     drain: Duration = "10m"
     network: Network = Network()
