@@ -19,11 +19,12 @@ from engine import SpecError, parse_job
 from engine.spec import MAX_PAYLOAD_BYTES, decode_job_json
 from engine.units import US_PER_S
 
+from .interrupt import trap_signals
 from .scenario import ScenarioError, load_scenario
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
@@ -117,6 +118,28 @@ def _clear_artefacts(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+class _RayFailed(Exception):
+    def __init__(self, error) -> None:
+        self.error = error
+
+
+def _simulate(sc, path: Path, args: argparse.Namespace, progress, stop):
+    """One run on the chosen backend, stopping when ``stop`` says so."""
+    if args.backend == "local":
+        from .runtime.local import run_local
+
+        return run_local(sc, base_dir=path.parent, trace=args.trace is not None,
+                         progress=progress, should_stop=stop.requested)
+    from .runtime.ray import RayRunError, run_ray
+
+    try:
+        return run_ray(sc, base_dir=path.parent, address=args.ray_address,
+                       placement=args.placement, progress=progress,
+                       should_stop=stop.requested)
+    except RayRunError as e:
+        raise _RayFailed(e) from e
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve(args.scenario)
     if args.trace and args.backend != "local":
@@ -141,25 +164,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console = Console(quiet=args.quiet, width=200)  # logs and CI: do not squeeze tables
     progress = _Progress(not args.quiet, sc.name)
     try:
-        if args.backend == "local":
-            from .runtime.local import run_local
-
-            result = run_local(sc, base_dir=path.parent, trace=args.trace is not None,
-                               progress=progress)
-        else:
-            from .runtime.ray import RayRunError, run_ray
-
-            try:
-                result = run_ray(sc, base_dir=path.parent, address=args.ray_address,
-                                 placement=args.placement, progress=progress)
-            except RayRunError as e:
-                progress.close()
-                _err(str(e))
-                if e.partial is not None and args.out:
-                    _clear_artefacts(out)
-                    e.partial.save(out)
-                    _err(f"partial results written to {out}")
-                return EXIT_FAILED
+        with trap_signals() as stop:
+            result = _simulate(sc, path, args, progress, stop)
+    except _RayFailed as failed:
+        progress.close()
+        e = failed.error
+        _err(str(e))
+        if e.partial is not None and args.out:
+            _clear_artefacts(out)
+            e.partial.save(out)
+            _err(f"partial results written to {out}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        progress.close()
+        _err("interrupted")
+        return EXIT_INTERRUPTED
     except ScenarioError as e:  # found while building the world (e.g. a trace file)
         progress.close()
         _err_all(e)
@@ -172,6 +191,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress.close()
     _clear_artefacts(out)
     written = result.save(out)
+    if stop.requested():
+        at = result.summary.get("interrupted_at_s", result.summary["sim_seconds"])
+        _err(f"interrupted at virtual time {at:.0f} s; partial results written to {out}")
+        return EXIT_INTERRUPTED
     if not args.no_plots:
         from .report import plot
 
@@ -205,11 +228,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if problem:  # checked before the runs, not after
         _err(problem)
         return EXIT_USAGE
+    progress = _Progress(not args.quiet, "sweep", unit="runs")
     try:
-        progress = _Progress(not args.quiet, "sweep", unit="runs")
-        result = run_sweep(str(path), grid, args.seeds, backend=args.backend,
-                           address=args.ray_address, extra=list(args.set or []),
-                           progress=progress)
+        with trap_signals() as stop:
+            result = run_sweep(str(path), grid, args.seeds, backend=args.backend,
+                               address=args.ray_address, extra=list(args.set or []),
+                               progress=progress, should_stop=stop.requested)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        progress.close()
+        _err("interrupted")
+        return EXIT_INTERRUPTED
     except ScenarioError as e:
         _err_all(e)
         return EXIT_USAGE
@@ -224,6 +252,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         console = Console(quiet=args.quiet, width=200)
     print_sweep(result, summarize_sweep(result), console)
     console.print("wrote " + ", ".join(str(f) for f in files))
+    if result.get("interrupted"):
+        _err(f"interrupted: {result['runs']} of {result['runs_planned']} runs finished, "
+             f"written to {out}")
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

@@ -78,18 +78,24 @@ def _row(point: dict, seed: int, summary: dict) -> list[dict]:
     return rows
 
 
-def _one(source: str, overrides: list[str], base_dir: str | None) -> dict:
+def _one(source: str, overrides: list[str], base_dir: str | None,
+         should_stop: Callable[[], bool] | None = None) -> dict:
     from .runtime.local import run_local
 
     sc = load_scenario(source, overrides)
-    return run_local(sc, base_dir=Path(base_dir) if base_dir else None).summary
+    return run_local(sc, base_dir=Path(base_dir) if base_dir else None,
+                     should_stop=should_stop).summary
 
 
 def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
               backend: str = "local", address: str | None = None, base_seed: int | None = None,
               extra: list[str] = (),
-              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run every grid point × seed; returns ``{"runs": [...], "rows": [...], ...}``."""
+              progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> dict:
+    """Run every grid point × seed; returns ``{"runs": [...], "rows": [...], ...}``. When
+    ``should_stop()`` turns true the sweep keeps every run that finished and is marked
+    ``interrupted``."""
+    stop = should_stop or (lambda: False)
     keys = [k for k, _ in grid]
     points = [dict(zip(keys, combo, strict=True))
               for combo in itertools.product(*(v for _, v in grid))] or [{}]
@@ -103,10 +109,12 @@ def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
             jobs.append((point, seed0 + i, overrides))
     base_dir = str(Path(source).parent)
     t0 = time.perf_counter()
-    summaries: list[dict] = []
+    summaries: list[dict | None] = []
     if backend == "local":
         for n, (_, _, ov) in enumerate(jobs):
-            summaries.append(_one(source, ov, base_dir))
+            if stop():
+                break
+            summaries.append(_one(source, ov, base_dir, stop))
             if progress:
                 progress(n + 1, len(jobs))
     else:
@@ -122,23 +130,35 @@ def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
             results: list[dict | None] = [None] * len(refs)
             remaining = list(refs)
             while remaining:
-                ready, remaining = ray.wait(remaining, num_returns=1)
+                ready, remaining = ray.wait(remaining, num_returns=1, timeout=0.5)
                 for ref in ready:
                     results[index[ref]] = ray.get(ref)
-                if progress:
+                if progress and ready:
                     progress(len(refs) - len(remaining), len(refs))
-            summaries = [r for r in results if r is not None]
+                if stop():
+                    for ref in remaining:
+                        ray.cancel(ref, force=True)
+                    break
+            summaries = results
         finally:
             if started:
                 ray.shutdown()
     wall = time.perf_counter() - t0
     rows = []
-    for (point, seed, _), summary in zip(jobs, summaries, strict=True):
+    finished = 0
+    for (point, seed, _), summary in zip(jobs, summaries, strict=False):
+        if summary is None or summary.get("interrupted"):
+            continue  # a run the stop request cut short is not a result
+        finished += 1
         rows.extend(_row(point, seed, summary))
-    return {"scenario": first.name, "grid": dict(grid), "seeds": seeds, "backend": backend,
-            "runs": len(jobs), "wall_seconds": round(wall, 3),
-            "runs_per_minute": round(len(jobs) / wall * 60, 2) if wall else None,
-            "rows": rows}
+    out = {"scenario": first.name, "grid": dict(grid), "seeds": seeds, "backend": backend,
+           "runs": finished, "wall_seconds": round(wall, 3),
+           "runs_per_minute": round(finished / wall * 60, 2) if wall else None,
+           "rows": rows}
+    if finished < len(jobs):
+        out["interrupted"] = True
+        out["runs_planned"] = len(jobs)
+    return out
 
 
 def summarize_sweep(result: dict) -> list[dict]:

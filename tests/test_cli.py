@@ -87,3 +87,45 @@ def test_no_plots_leaves_no_stale_plots(tmp_path):
     assert main(["run", "openai-429-storm", "--quiet", "--out", str(out), "--no-plots",
                  *sets]) == 0
     assert (out / "summary.json").exists() and not (out / "attempts_per_s.png").exists()
+
+
+def _interrupt_after(argv, seconds, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    time.sleep(seconds)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.perf_counter() - sent
+
+
+def test_ctrl_c_keeps_what_was_computed(tmp_path):
+    """SIGINT mid-run: stops within a second, one line, exit 130, partial summary written."""
+    out = tmp_path / "run"
+    code, err, took = _interrupt_after(["run", "stripe-5min-outage", "--quiet", "--no-plots",
+                                        "--out", str(out)], 4.0, tmp_path)
+    assert code == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted at virtual time" in lines[0], err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and 0 < summary["interrupted_at_s"] < 900
+    assert summary["workloads"]["dam-performance"]["jobs"] > 0
+    assert took < 3.0  # the stop is seen at the next simulated second
+
+
+def test_an_interrupted_sweep_keeps_its_finished_runs(tmp_path):
+    out = tmp_path / "sweep"
+    code, err, _ = _interrupt_after(["sweep", "webhook-receiver-flapping", "--seeds", "40",
+                                     "--set", 'duration="20s"', "--quiet", "--out", str(out)],
+                                    5.0, tmp_path)
+    assert code == 130, err
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["interrupted"] is True and 0 < result["runs"] < result["runs_planned"] == 40
+    assert len({r["seed"] for r in result["rows"]}) == result["runs"]

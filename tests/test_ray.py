@@ -155,3 +155,16 @@ def test_groups_reached_over_tcp_give_the_same_results(ray_session, locals_, mon
     assert r.trace_hash == locals_["webhook-receiver-flapping"].trace_hash
     assert len(addresses) == r.summary["sync"]["groups"]
     assert all(isinstance(a, tuple) and a[0] == "127.0.0.1" for a in addresses)
+
+
+def test_a_stop_request_ends_a_ray_run_with_partial_results(ray_session):
+    sc = load_scenario(path("region-down"), ['duration="40s"', 'drain="30s"'])
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 2000  # a couple of thousand windows in
+
+    r = run_ray(sc, placement="default", should_stop=should_stop)
+    assert r.summary["interrupted"] is True and 0 < r.summary["interrupted_at_s"] < 70
+    assert r.summary["workloads"]["race-3-regions"]["jobs"] > 0

@@ -148,3 +148,12 @@ def test_cli_run_writes_summary_series_and_plots(tmp_path, capsys):
               "pace.png"):
         assert (out / f).stat().st_size > 0
     assert trace.stat().st_size > 0 and summary["trace_hash"] == GOLDEN["openai-429-storm"]
+
+
+def test_a_stop_request_ends_a_local_run_with_partial_results():
+    steps = []
+    r = run_local(load_scenario(path("region-down"), SHORT["region-down"]),
+                  should_stop=lambda: steps.append(1) or len(steps) >= 5)
+    s = r.summary
+    assert s["interrupted"] is True and s["interrupted_at_s"] == 5.0
+    assert s["sim_seconds"] <= 5.0 and s["workloads"]["race-3-regions"]["jobs"] > 0

@@ -112,6 +112,7 @@ class Outcome:
     batches: int
     messages: int
     finals: list[dict]
+    interrupted_at: int | None = None  # virtual µs, when a stop request ended the run
 
 
 class Coordinator:
@@ -122,6 +123,7 @@ class Coordinator:
         self.horizon = horizon
         n = len(plan.names)
         self.n = n
+        self.interrupted_at: int | None = None  # virtual µs where a stop request ended it
         self.inputs = [[(k, plan.paths[k][g]) for k in range(n) if plan.paths[k][g] < INF]
                        for g in range(n)]
         self.inboxes: list[list[bytes]] = [[] for _ in range(n)]
@@ -181,7 +183,8 @@ class Coordinator:
 
     def run(self, transport: Transport, *,
             progress: Callable[[int, int], None] | None = None,
-            on_window: Callable[[int], None] | None = None) -> Outcome:
+            on_window: Callable[[int], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> Outcome:
         for g, reply in enumerate(transport.start()):
             self._absorb(g, reply)
         report_at = 0
@@ -206,11 +209,14 @@ class Coordinator:
             if progress is not None and done >= report_at:  # once per simulated second
                 progress(done, self.horizon)
                 report_at = done + _REPORT_EVERY
+            if should_stop is not None and should_stop():
+                self.interrupted_at = done
+                break
         self._hash_below(INF)
         finals = transport.finish()
         fold_trace(self.hasher, self.block, final=True)
         return Outcome(self.hasher.hexdigest(), self.events, self.windows, self.batches,
-                       self.messages, finals)
+                       self.messages, finals, self.interrupted_at)
 
 
 def merge_finals(finals: list[dict]) -> Metrics:
@@ -246,4 +252,7 @@ def summarize_groups(sc: Scenario, topo, plan: GroupPlan, out: Outcome, *, backe
                             "sync": {"placement": plan.placement, "groups": len(plan.names),
                                       "windows": out.windows, "lookahead_us": plan.lookahead,
                                       "cross_group_batches": out.batches,
-                                      "cross_group_messages": out.messages}})
+                                      "cross_group_messages": out.messages},
+                            **({"interrupted": True,
+                                "interrupted_at_s": out.interrupted_at / US_PER_S}
+                               if out.interrupted_at is not None else {})})

@@ -19,8 +19,11 @@ STEP = US_PER_S  # progress and interruption checks once per simulated second
 
 
 def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Run ``sc`` to its horizon (duration + drain) or until nothing is left to happen."""
+              progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> RunResult:
+    """Run ``sc`` to its horizon (duration + drain) or until nothing is left to happen; when
+    ``should_stop()`` turns true (checked once per simulated second), stop there and return
+    the partial result, marked ``interrupted``."""
     t0 = time.perf_counter()
     topo, actors, _groups, metrics = build(sc, base_dir)
     kernel = Kernel(trace_sink=[] if trace else None)
@@ -28,6 +31,7 @@ def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False
     kernel.start()
     horizon = topo.horizon
     t = 0
+    interrupted = False
     while t < horizon:
         nxt = kernel.next_time()
         if nxt is None:
@@ -38,11 +42,16 @@ def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False
         kernel.run(t)
         if progress is not None:
             progress(t, horizon)
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
     wall = time.perf_counter() - t0
     gw = actors[topo.gateway]
     result = summarize(sc, topo, metrics, backend="local", trace_hash=kernel.trace_hash(),
                        events=kernel.events, sim_us=kernel.now, wall_s=wall,
                        extra={"recovered_jobs": gw.recovered,
-                              "lost_machines": sum(getattr(a, "lost", 0) for a in actors)})
+                              "lost_machines": sum(getattr(a, "lost", 0) for a in actors),
+                              **({"interrupted": True, "interrupted_at_s": t / STEP}
+                                 if interrupted else {})})
     result.trace = kernel.trace_sink
     return result

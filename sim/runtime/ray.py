@@ -220,7 +220,8 @@ def _init_ray(address: str | None) -> bool:
 def run_ray(sc: Scenario, *, base_dir: Path | None = None, address: str | None = None,
             placement: str = "default", progress: Callable[[int, int], None] | None = None,
             on_window: Callable[[int, dict], None] | None = None,
-            shutdown: bool | None = None) -> RunResult:
+            shutdown: bool | None = None,
+            should_stop: Callable[[], bool] | None = None) -> RunResult:
     """Run ``sc`` on Ray. Same results and trace hash as :func:`run_local`.
 
     ``on_window(n, {"workers", "groups"})`` is called before every round (tests use it to kill
@@ -244,7 +245,8 @@ def run_ray(sc: Scenario, *, base_dir: Path | None = None, address: str | None =
         if on_window is not None:
             def hook(n: int) -> None:
                 on_window(n, {"workers": workers, "groups": plan.names})
-        out = coordinator.run(channels, progress=progress, on_window=hook)
+        out = coordinator.run(channels, progress=progress, on_window=hook,
+                              should_stop=should_stop)
     except GroupFailure as e:
         where = plan.names[e.group]
         at = f"virtual time {coordinator.now / US_PER_S:.6f} s"
