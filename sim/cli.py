@@ -140,8 +140,30 @@ def _simulate(sc, path: Path, args: argparse.Namespace, progress, stop):
         raise _RayFailed(e) from e
 
 
+def _bad_ray_address(args: argparse.Namespace) -> str | None:
+    """A malformed --ray-address (or RAY_ADDRESS) is a usage error, found before anything."""
+    if args.backend != "ray":
+        return None
+    import os
+
+    from .runtime.ray import parse_ray_address
+
+    address = args.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        return None
+    try:
+        parse_ray_address(address)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve(args.scenario)
+    problem = _bad_ray_address(args)
+    if problem:
+        _err(problem)
+        return EXIT_USAGE
     if args.trace and args.backend != "local":
         _err("--trace is only available with --backend local (same trace hash on both)")
         return EXIT_USAGE
@@ -217,6 +239,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         _err("--seeds must be >= 1")
         return EXIT_USAGE
+    problem = _bad_ray_address(args)
+    if problem:
+        _err(problem)
+        return EXIT_USAGE
     try:
         grid = parse_grid(args.grid or [])
         name = load_scenario(path, list(args.set or [])).name
@@ -241,7 +267,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         _err_all(e)
         return EXIT_USAGE
-    except Exception:  # a crash inside a run is reported (exit 1), not re-raised
+    except Exception as e:  # a crash inside a run is reported (exit 1), not re-raised
+        progress.close()
+        if type(e).__name__ == "RayRunError":  # Ray could not be started or reached
+            _err(str(e))
+            return EXIT_FAILED
         _err("the sweep failed with an internal error:")
         traceback.print_exc()
         return EXIT_FAILED

@@ -102,7 +102,7 @@ def _interrupt_after(argv, seconds, tmp_path):
     time.sleep(seconds)
     sent = time.perf_counter()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     return proc.returncode, err, time.perf_counter() - sent
 
 
@@ -129,3 +129,16 @@ def test_an_interrupted_sweep_keeps_its_finished_runs(tmp_path):
     result = json.loads((out / "sweep.json").read_text())
     assert result["interrupted"] is True and 0 < result["runs"] < result["runs_planned"] == 40
     assert len({r["seed"] for r in result["rows"]}) == result["runs"]
+
+
+def test_ray_addresses_malformed_exit_2_unreachable_exit_1(capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for address in ("garbage", "host:99999", "ray://:80"):
+        assert main(["run", "region-down", "--backend", "ray", "--ray-address", address,
+                     "--quiet"]) == 2
+        assert "--ray-address" in capsys.readouterr().err
+    # loopback port 1: nothing listens there; refused at once, never minutes of retries
+    assert main(["run", "region-down", "--backend", "ray", "--ray-address", "127.0.0.1:1",
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach Ray at 127.0.0.1:1" in err[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Client, Listener
@@ -34,7 +35,8 @@ from .coordinator import Coordinator, GroupFailure, merge_finals, summarize_grou
 from .planning import PLACEMENTS, placement_groups, plan_groups
 from .workers import GroupWorker
 
-__all__ = ["PLACEMENTS", "RayChannels", "RayGroup", "RayRunError", "placement_groups", "run_ray"]
+__all__ = ["PLACEMENTS", "RayChannels", "RayGroup", "RayRunError", "parse_ray_address",
+           "placement_groups", "run_ray"]
 
 _LOW = (1 << TIME_SHIFT) - 1
 _START, _STEP, _FINISH = 0, 1, 2
@@ -205,15 +207,41 @@ class RayChannels:
                 self.ray.kill(w)
 
 
-def _init_ray(address: str | None) -> bool:
+def parse_ray_address(address: str) -> tuple[str, int] | None:
+    """``host:port`` or ``ray://host:port`` → (host, port); None for ``auto`` / ``local``.
+    Raises ``ValueError`` naming what is wrong."""
+    if address in ("auto", "local"):
+        return None
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--ray-address {address!r}: expected host:port, ray://host:port, "
+                         f"auto or local")
+    return host.strip("[]"), int(port)
+
+
+def _init_ray(address: str | None, connect_timeout_s: float = 10.0) -> bool:
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False, configure_logging=True,
-             runtime_env={"env_vars": {"PYTHONHASHSEED": "0"}})
+    if address is not None:
+        try:
+            target = parse_ray_address(address)
+        except ValueError as e:
+            raise RayRunError(str(e)) from None
+        if target is not None:  # a quick probe: ray.init would retry for minutes
+            try:
+                socket.create_connection(target, timeout=connect_timeout_s).close()
+            except OSError as e:
+                raise RayRunError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=True,
+                 runtime_env={"env_vars": {"PYTHONHASHSEED": "0"}})
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise RayRunError(f"cannot start or join Ray ({address or 'local'}): {e}") from None
     return True
 
 
