@@ -124,3 +124,54 @@ def test_job_json_limits_name_the_place():
         assert e.path == "$.webhooks" and f"at most {MAX_WEBHOOKS}" in e.reason
     else:
         raise AssertionError("a job with too many webhooks was accepted")
+
+
+FUZZ_PATHS = [
+    "duration", "drain", "seed", "network.intra_region", "network.to_upstream",
+    "dam.limiter.rate", "dam.limiter.burst", "dam.limiter.max_concurrent",
+    "dam.breaker.failure_rate", "dam.breaker.window_calls", "dam.breaker.min_calls",
+    "dam.breaker.open", "dam.breaker.max_open", "dam.breaker.probes", "dam.pacing.slow_start",
+    "dam.pacing.slow_start_floor", "dam.pacing.min_rate", "dam.pacing.beta",
+    "dam.attempt_timeout", "dam.webhook_schedule", "dam.backoff.base", "dam.backoff.cap",
+    "upstreams.api.servers", "upstreams.api.queue", "upstreams.api.rate_limit",
+    "upstreams.api.rate_burst", "upstreams.api.service", "upstreams.api.advertise.rps",
+    "upstreams.api.advertise.max_concurrent", "upstreams.api.latency.median",
+    "upstreams.api.latency.slow_factor", "upstreams.api.latency.slow_fraction",
+    "workloads.w.arrivals.rate", "workloads.w.payload_bytes", "workloads.w.start",
+    "workloads.w.stop", "workloads.w.resubmit_fraction", "workloads.w.diy.retries",
+    "workloads.w.diy.timeout", "workloads.w.diy.concurrency", "workloads.w.path", "name",
+]
+FUZZ_VALUES = ["-1", "0", "0.5", "1", "7", "1e6", "1e7", "1e308", "inf", "-inf", "nan",
+               str(2**63), str(10**30), '"x"', '"1s"', '"0s"', '"720h"', '"721h"',
+               '"99999999999999999999h"', '["0s", "1s"]', '["5s", "1s"]', "true", '"/ok"']
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FUZZ_PATHS), st.sampled_from(FUZZ_VALUES)),
+                min_size=1, max_size=4))
+def test_validate_accepts_only_what_run_runs(overrides):
+    """Extreme numbers anywhere: a clean ScenarioError, or a scenario that builds and (when
+    small enough to run in a test) runs to the end."""
+    import time
+
+    from sim.build import build
+    from sim.runtime.local import run_local
+
+    doc = {"name": "fuzz", "duration": "2s", "drain": "5s",
+           "upstreams": [{"name": "api", "url": "https://api.example"}],
+           "receivers": [{"name": "app", "url": "https://app.example"}],
+           "workloads": [{"name": "w", "upstream": "api", "strategy": "diy",
+                          "arrivals": {"rate": 5.0}}]}
+    try:
+        sc = load_scenario(doc, [f"{p}={v}" for p, v in overrides])
+    except ScenarioError as e:
+        assert e.path and e.reason
+        return
+    build(sc)  # allocations (servers, series) stay bounded
+    rs = sc.workloads[0].arrivals.rate
+    if rs <= 100 and sc.upstreams[0].service in ("20ms", "1s", "0s"):
+        t0 = time.perf_counter()
+        r = run_local(sc)
+        w = r.summary["workloads"]["w"]
+        assert w["jobs"] == w["succeeded"] + w["failed"] + w["pending"] + w["deduped"]
+        assert time.perf_counter() - t0 < 30

@@ -233,3 +233,33 @@ def test_every_problem_is_reported_at_once():
     paths = [p for p, _ in info.value.problems]
     assert paths == ["$.dam.webhook_schedule[1]", "$.workloads[0].path", "$.workloads[0].start"]
     assert len(info.value.lines()) == 3
+
+
+@pytest.mark.parametrize("text,reason", [
+    ('name = "t"\nduration = "1s"\n' + ".".join(["a"] * 50_000) + " = 1\n", "more than 32 parts"),
+    ('name = "t"\nduration = "1s"\nx = ' + "[" * 1000 + "]" * 1000 + "\n", "nested deeper"),
+    ('name = "t"\nduration = "1s"\nx = ' + "{a = " * 1000 + "1" + "}" * 1000 + "\n",
+     "nested deeper"),
+    ('name = "t"\n' + "#" * (2 << 20) + "\n", "larger than"),
+])
+def test_hostile_files_are_refused_fast_and_cleanly(tmp_path, text, reason):
+    import time
+
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(f)
+    assert reason in info.value.reason and time.perf_counter() - t0 < 2.0
+
+
+def test_a_long_line_of_floats_is_not_a_dotted_key(tmp_path):
+    f = tmp_path / "s.toml"
+    doc = (ROOT / "scenarios" / "race-vs-fallback.toml").read_text()
+    f.write_text(doc + "\n[costs]\n" if "[costs]" not in doc else doc)
+    load_scenario(f)  # the shipped scenario still loads
+    f.write_text('name = "t"\nduration = "1s"\nvalues = [\n' + ", ".join(["1.5"] * 100)
+                 + "\n]\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(f)
+    assert info.value.path == "$.values"  # an unknown field, not a key-parts error

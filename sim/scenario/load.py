@@ -93,9 +93,16 @@ def apply_override(doc: dict, assignment: str) -> None:
     path = path.strip()
     if not path:
         raise ScenarioError("--set", "empty path")
+    if path.count(".") >= MAX_KEY_PARTS:
+        raise ScenarioError("--set", f"a path of more than {MAX_KEY_PARTS} parts")
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError("--set", f"a value larger than {MAX_SCENARIO_BYTES} bytes")
     try:
+        _check_toml_shape(f"v = {raw}")
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ScenarioError as e:
+        raise ScenarioError("--set", f"{path}: {e.reason.split(': ', 1)[-1]}") from None
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
     node: Any = doc
     segs = path.split(".")
@@ -354,6 +361,40 @@ def _check_outage(o: Outage, path: str, regions: list[str], err: _Problems) -> N
             err(f"{path}.regions[{i}]", f"not one of {regions}")
 
 
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario file
+MAX_TOML_DEPTH = 32  # nested arrays / inline tables
+MAX_KEY_PARTS = 32  # parts of a dotted key (a.b.c) or of a --set path
+
+_TOML_TOKENS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|'
+                          r"'[^'\n]*'|#[^\n]*|[\[\]{}=.\n]")
+
+
+def _check_toml_shape(text: str) -> None:
+    """Refuse, before parsing, what would make the TOML parser slow or recursive: keys with
+    too many parts, nesting too deep (both found by a linear scan that skips strings)."""
+    depth = line = dots = 0
+    in_key = True
+    for m in _TOML_TOKENS.finditer(text):
+        t = m.group()
+        if t == "\n":
+            line += 1
+            in_key, dots = True, 0
+        elif t in "[{":
+            depth += 1
+            if depth > MAX_TOML_DEPTH:
+                raise ScenarioError("$", f"line {line + 1}: nested deeper than "
+                                         f"{MAX_TOML_DEPTH} levels")
+        elif t in "]}":
+            depth = max(0, depth - 1)
+        elif t == "=":
+            in_key = False
+        elif t == "." and in_key and depth == 0:
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                raise ScenarioError("$", f"line {line + 1}: a key with more than "
+                                         f"{MAX_KEY_PARTS} parts")
+
+
 def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scenario:
     """Read, override, validate. Raises ScenarioError (never another exception)."""
     file = None
@@ -362,15 +403,26 @@ def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scena
     else:
         file = str(source)
         try:
-            text = Path(source).read_text(encoding="utf-8")
+            with Path(source).open("rb") as fh:
+                raw = fh.read(MAX_SCENARIO_BYTES + 1)  # bounded, whatever the file is
         except OSError as e:
             raise ScenarioError("$", f"cannot read: {e.strerror or e}", file) from None
+        if len(raw) > MAX_SCENARIO_BYTES:
+            raise ScenarioError("$", f"larger than {MAX_SCENARIO_BYTES} bytes", file)
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ScenarioError("$", "not UTF-8 text", file) from None
+        try:
+            _check_toml_shape(text)
+        except ScenarioError as e:
+            raise ScenarioError(e.path, e.reason, file) from None
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ScenarioError("$", f"invalid TOML: {e}", file) from None
+        except RecursionError:
+            raise ScenarioError("$", "nested too deeply", file) from None
     try:
         for o in overrides:
             apply_override(doc, o)
@@ -378,6 +430,8 @@ def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scena
             sc = msgspec.convert(doc, Scenario)
         except msgspec.ValidationError as e:
             raise ScenarioError(*_msgspec_error(e)) from None
+        except RecursionError:
+            raise ScenarioError("$", "nested too deeply") from None
         _checks(sc)
     except ScenarioError as e:
         out = ScenarioError(e.path, e.reason, file)
