@@ -15,15 +15,19 @@ from ..scenario import Scenario
 
 __all__ = ["run_local"]
 
-STEP = US_PER_S  # progress and interruption checks once per simulated second
+STEP = US_PER_S  # progress and interruption checks once per simulated second ...
+MIN_STEP = US_PER_S // 1024  # ... or down to ~1 ms of simulated time when a step is slow
+SLOW_STEP_S = 0.25  # wall seconds
 
 
 def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False,
               progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> RunResult:
     """Run ``sc`` to its horizon (duration + drain) or until nothing is left to happen; when
-    ``should_stop()`` turns true (checked once per simulated second), stop there and return
-    the partial result, marked ``interrupted``."""
+    ``should_stop()`` turns true, stop there and return the partial result, marked
+    ``interrupted``. It is checked after every step: a simulated second, or less where a
+    second of a dense scenario would take more than a fraction of a wall second (the step
+    adapts; the trace hash does not depend on it)."""
     t0 = time.perf_counter()
     topo, actors, _groups, metrics = build(sc, base_dir)
     kernel = Kernel(trace_sink=[] if trace else None)
@@ -32,14 +36,22 @@ def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False
     horizon = topo.horizon
     t = 0
     interrupted = False
+    step = STEP
     while t < horizon:
         nxt = kernel.next_time()
         if nxt is None:
             break
-        if nxt >= t + STEP:
-            t = nxt - nxt % STEP
-        t = min(t + STEP, horizon)
+        if nxt >= t + step:
+            t = nxt - nxt % step
+        t = min(t + step, horizon)
+        began = time.perf_counter()
         kernel.run(t)
+        took = time.perf_counter() - began
+        if took > SLOW_STEP_S and step > MIN_STEP:
+            # stay responsive to a stop request in dense stretches
+            step = max(MIN_STEP, int(step * SLOW_STEP_S / took))
+        elif took < SLOW_STEP_S / 4 and step < STEP:
+            step *= 2
         if progress is not None:
             progress(t, horizon)
         if should_stop is not None and should_stop():
