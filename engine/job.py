@@ -42,7 +42,7 @@ from .events import (
 from .limiter import parse_retry_after
 from .retry import Backoff, Outcome, UniformSource, classify, decide
 from .routing import RegionHealth, initial_regions, listed_regions, reroute_target
-from .spec import JobSpec
+from .spec import JobSpec, RetryPolicy
 from .webhooks import DEFAULT_SCHEDULE_US, WebhookFanout, webhook_payload
 from .workflow import failure_fires, first_dispatch_at, timeout_fires_at
 
@@ -219,7 +219,7 @@ class JobMachine:
         self._maybe_finish(now)
         return out
 
-    def retry_policy(self, branch: int):
+    def retry_policy(self, branch: int) -> RetryPolicy:
         """The retry policy of ``branch``'s arm (its codes classify the domain's health)."""
         return self.arms[self.branches[branch].arm].spec.retry_policy
 
