@@ -95,7 +95,6 @@ class Region(Actor):
         self.topo = topo
         self.metrics = metrics
         self.jobs: dict[str, HostedJob] = {}
-        self.down = False
         self.lost = 0
 
     def start(self, now: int) -> None:
@@ -115,7 +114,6 @@ class Region(Actor):
 
     # -- its own outage ----------------------------------------------------------------------------
     def _on_outage_starts(self, msg: OutageStarts, now: int) -> None:
-        self.down = True
         self.lost += len(self.jobs)
         self.jobs.clear()
         for t in self.HANDLERS:
@@ -123,7 +121,6 @@ class Region(Actor):
                 self._table[t] = self._drop
 
     def _on_outage_ends(self, msg: OutageEnds, now: int) -> None:
-        self.down = False
         self._table.update({t: getattr(self, name) for t, name in self.HANDLERS.items()})
 
     def _drop(self, msg, now: int) -> None:

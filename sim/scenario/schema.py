@@ -88,8 +88,6 @@ Rate = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 Factor = Annotated[float, msgspec.Meta(ge=1, le=MAX_FACTOR)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Share = Annotated[float, msgspec.Meta(gt=0, le=1)]
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
