@@ -23,6 +23,7 @@ __all__ = [
     "TierName",
     "cheapest_tier",
     "month_of",
+    "month_start_us",
     "monthly_cost",
 ]
 
@@ -59,6 +60,18 @@ def month_of(now_us: int) -> tuple[int, int]:
     month = mp + 3 if mp < 10 else mp - 9
     year = yoe + era * 400 + (1 if month <= 2 else 0)
     return year, month
+
+
+def month_start_us(year: int, month: int) -> int:
+    """µs since the unix epoch at 00:00 UTC on the first day of ``month`` (1-12) of ``year``:
+    the inverse of :func:`month_of` at month starts (when a capped customer may submit again)."""
+    y = year - (1 if month <= 2 else 0)
+    era = y // 400
+    yoe = y - era * 400
+    mp = month - 3 if month > 2 else month + 9
+    doy = (153 * mp + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146_097 + doe - 719_468) * US_PER_DAY
 
 
 def monthly_cost(tier: Tier, requests: int) -> float:

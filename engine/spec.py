@@ -44,6 +44,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_WEBHOOKS",
     "METHODS",
+    "REGION_NAME",
     "ExecutionMode",
     "JobSpec",
     "RegionPolicy",
@@ -79,7 +80,7 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 18
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_REGION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+REGION_NAME = _REGION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 # --------------------------------------------------------------------------------------------
 # Pass 2: types (wire structs; None means "not given")

@@ -30,6 +30,7 @@ from .units import US_PER_S as S
 
 __all__ = [
     "DEFAULT_SCHEDULE_US",
+    "DEFAULT_WEBHOOK_TIMEOUT_US",
     "EVENT_ID_HEADER",
     "HookOutcome",
     "QuorumTracker",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_SCHEDULE_US: tuple[int, ...] = (0, S, 5 * S, 30 * S, 120 * S, 600 * S, 1800 * S, 3600 * S)
+DEFAULT_WEBHOOK_TIMEOUT_US = 10 * S  # one delivery attempt, before it counts as a timeout
 EVENT_ID_HEADER = "X-EZThrottle-Event-Id"
 _encode = msgspec.json.Encoder().encode
 

@@ -399,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canonical", action="store_true",
                    help="print the canonical (snake_case) payload of each valid file")
     p.set_defaults(func=_cmd_check_job)
+
+    from live.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

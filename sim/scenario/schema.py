@@ -22,7 +22,7 @@ from engine.pacing import PacingConfig
 from engine.retry import Backoff, BackoffKind
 from engine.step import DEFAULT_FALLBACK_ON_ERROR, DEFAULT_LOCAL_TIMEOUT_S
 from engine.units import US_PER_MS, US_PER_S
-from engine.webhooks import DEFAULT_SCHEDULE_US
+from engine.webhooks import DEFAULT_SCHEDULE_US, DEFAULT_WEBHOOK_TIMEOUT_US
 
 __all__ = [
     "DEFAULT_REGION_LATENCY", "Adaptive", "Advertise", "Arrivals", "BackoffCfg", "Breaker",
@@ -293,7 +293,7 @@ class Dam(_S, kw_only=True):
     gateway_region: str | None = None
     tier: TierName = "growth"
     attempt_timeout: Duration = format_duration(DEFAULT_ATTEMPT_TIMEOUT_US)
-    webhook_timeout: Duration = "10s"
+    webhook_timeout: Duration = format_duration(DEFAULT_WEBHOOK_TIMEOUT_US)
     webhook_schedule: list[Duration] = msgspec.field(
         default_factory=lambda: [format_duration(d) for d in DEFAULT_SCHEDULE_US])
     limiter: Limiter = Limiter()
