@@ -12,7 +12,6 @@ pytest.importorskip("aiohttp")
 requests = pytest.importorskip("requests")
 from ezthrottle import EZThrottle  # noqa: E402
 from ezthrottle.webhook_utils import verify_webhook_signature  # noqa: E402
-
 from loopback import Loopback, Server  # noqa: E402
 
 KEY = "test-key-0001"
