@@ -24,7 +24,7 @@ from engine.spec import REGION_NAME
 
 from .settings import DEFAULT_REGIONS, ApiKey, LiveSettings
 
-__all__ = ["add_serve_parser", "cmd_serve", "parse_api_keys"]
+__all__ = ["ApiKeyError", "add_serve_parser", "cmd_serve", "parse_api_keys"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 KEY_ENV = "APIDAM_API_KEYS"
@@ -32,7 +32,7 @@ _KEY = re.compile(r"^[A-Za-z0-9._~+/-]{8,256}=*$")  # RFC 6750 token68, at least
 _CUSTOMER = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-class KeyError_(ValueError):
+class ApiKeyError(ValueError):
     """A malformed API key entry (the message names where it came from)."""
 
 
@@ -41,28 +41,28 @@ def _err(msg: str) -> None:
 
 
 def parse_api_keys(entries: Iterable[tuple[str, str]]) -> dict[str, ApiKey]:
-    """``(where, "KEY=CUSTOMER[:TIER]")`` pairs → key → ApiKey; KeyError_ naming ``where``."""
+    """``(where, "KEY=CUSTOMER[:TIER]")`` pairs → key → ApiKey; ApiKeyError naming ``where``."""
     keys: dict[str, ApiKey] = {}
     tiers: dict[str, str] = {}
     for where, entry in entries:
         key, sep, rest = entry.strip().rpartition("=")
         if not sep or not key:
-            raise KeyError_(f"{where}: expected KEY=CUSTOMER[:TIER], got {_redact(entry)!r}")
+            raise ApiKeyError(f"{where}: expected KEY=CUSTOMER[:TIER], got {_redact(entry)!r}")
         if not _KEY.match(key):
-            raise KeyError_(f"{where}: the key must be 8-256 characters of A-Z a-z 0-9 . _ ~ + "
+            raise ApiKeyError(f"{where}: the key must be 8-256 characters of A-Z a-z 0-9 . _ ~ + "
                             f"/ - (a bearer token)")
         customer, _, tier = rest.partition(":")
         tier = tier or "free"
         if not _CUSTOMER.match(customer):
-            raise KeyError_(f"{where}: customer {customer!r} must be 1-128 characters of "
+            raise ApiKeyError(f"{where}: customer {customer!r} must be 1-128 characters of "
                             f"A-Z a-z 0-9 _ . -")
         if tier not in TIERS:
-            raise KeyError_(f"{where}: tier {tier!r} is not one of {', '.join(TIERS)}")
+            raise ApiKeyError(f"{where}: tier {tier!r} is not one of {', '.join(TIERS)}")
         if key in keys and keys[key].customer_id != customer:
-            raise KeyError_(f"{where}: this key is already given to customer "
+            raise ApiKeyError(f"{where}: this key is already given to customer "
                             f"{keys[key].customer_id!r}")
         if tiers.setdefault(customer, tier) != tier:
-            raise KeyError_(f"{where}: customer {customer!r} already has tier "
+            raise ApiKeyError(f"{where}: customer {customer!r} already has tier "
                             f"{tiers[customer]!r}")
         keys[key] = ApiKey(customer, tier)
     return keys
@@ -78,10 +78,10 @@ def _key_entries(args: argparse.Namespace) -> list[tuple[str, str]]:
         p = Path(args.api_keys_file)
         try:
             if p.stat().st_size > 1 << 20:
-                raise KeyError_(f"--api-keys-file {p}: larger than 1 MiB")
+                raise ApiKeyError(f"--api-keys-file {p}: larger than 1 MiB")
             lines = p.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
-            raise KeyError_(f"--api-keys-file {p}: cannot read it ({e})") from None
+            raise ApiKeyError(f"--api-keys-file {p}: cannot read it ({e})") from None
         out += [(f"{p}:{n}", line) for n, line in enumerate(lines, 1)
                 if line.strip() and not line.lstrip().startswith("#")]
     env = os.environ.get(KEY_ENV, "")
@@ -176,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         keys = parse_api_keys(_key_entries(args))
-    except KeyError_ as e:
+    except ApiKeyError as e:
         _err(str(e))
         return EXIT_USAGE
     if not keys:

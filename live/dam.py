@@ -59,7 +59,8 @@ from .permits import PermitQueue, Waiter
 from .settings import LiveSettings
 from .targets import check_job_targets
 
-__all__ = ["DamUnavailable", "FinishedJob", "LiveDam", "LiveJob", "SubmitResult"]
+__all__ = ["Clock", "DamUnavailable", "FinishedJob", "JobRandom", "LiveDam", "LiveJob",
+           "SubmitResult"]
 
 _json = msgspec.json.Encoder()
 IDLE_LIMITER_US = 600 * US_PER_S  # an idle domain's limiter is dropped after this long

@@ -30,7 +30,8 @@ from .dam import DamUnavailable, LiveDam
 from .metrics import render
 from .settings import ApiKey
 
-__all__ = ["MAX_REQUEST_BYTES", "Answer", "build_app"]
+__all__ = ["MAX_REQUEST_BYTES", "Answer", "ProxyEnvelope", "SecretsBody", "build_app",
+           "metrics_text"]
 
 #: A proxy envelope carries the job's JSON as a string: escaping can double it.
 MAX_REQUEST_BYTES = 2 * MAX_PAYLOAD_BYTES + 64 * 1024
@@ -130,7 +131,7 @@ def _send(a: Answer) -> web.Response:
 
 
 # -- handlers -------------------------------------------------------------------------------------
-async def proxy(request: web.Request) -> web.Response:
+async def _handle_proxy(request: web.Request) -> web.Response:
     raw = await request.read()
     try:
         env = msgspec.json.decode(raw, type=ProxyEnvelope)
@@ -156,21 +157,21 @@ async def proxy(request: web.Request) -> web.Response:
         "body": _json.encode(a.body).decode()}})
 
 
-async def jobs_post(request: web.Request) -> web.Response:
+async def _handle_jobs_post(request: web.Request) -> web.Response:
     return _send(await _submit(request.app[DAM], request[CUSTOMER], await request.read()))
 
 
-async def job_get(request: web.Request) -> web.Response:
+async def _handle_job_get(request: web.Request) -> web.Response:
     view = request.app[DAM].job_view(request[CUSTOMER], request.match_info["job_id"])
     return _send(Answer(200, view) if view else _error(404, "no such job"))
 
 
-async def secrets(request: web.Request) -> web.Response:
+async def _handle_secrets(request: web.Request) -> web.Response:
     body = await request.read() if request.method == "POST" else b""
     return _send(await _secrets(request.app[DAM], request[CUSTOMER], request.method, body))
 
 
-async def health(request: web.Request) -> web.Response:
+async def _handle_health(request: web.Request) -> web.Response:
     dam = request.app[DAM]
     failure = dam.journal.failure
     return web.json_response({
@@ -180,7 +181,7 @@ async def health(request: web.Request) -> web.Response:
     }, status=200 if failure is None else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def _handle_metrics(request: web.Request) -> web.Response:
     return web.Response(text=metrics_text(request.app[DAM]),
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Format": "prometheus 0.0.4"})
@@ -218,7 +219,7 @@ def metrics_text(dam: LiveDam) -> str:
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler):
+async def _authenticate(request: web.Request, handler):
     if request.path.startswith("/api/"):
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -234,13 +235,13 @@ async def authenticate(request: web.Request, handler):
 
 
 def build_app(dam: LiveDam, keys: Mapping[str, ApiKey]) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[authenticate])
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_authenticate])
     app[DAM] = dam
     app[KEYS] = dict(keys)
-    app.router.add_post("/api/v1/proxy", proxy)
-    app.router.add_post("/api/v1/jobs", jobs_post)
-    app.router.add_get("/api/v1/jobs/{job_id}", job_get)
-    app.router.add_route("*", "/api/v1/webhook-secrets", secrets)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/v1/proxy", _handle_proxy)
+    app.router.add_post("/api/v1/jobs", _handle_jobs_post)
+    app.router.add_get("/api/v1/jobs/{job_id}", _handle_job_get)
+    app.router.add_route("*", "/api/v1/webhook-secrets", _handle_secrets)
+    app.router.add_get("/health", _handle_health)
+    app.router.add_get("/metrics", _handle_metrics)
     return app

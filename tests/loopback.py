@@ -123,8 +123,7 @@ class Server:
 
     def __init__(self, data: Path, *extra: str, keys=("test-key-0001=cust_a",)) -> None:
         self.data = data
-        self.args = [sys.executable, "-c", "import sys; from sim.cli import main; "
-                     "sys.exit(main(sys.argv[1:]))", "serve", "--port", "0", "--data",
+        self.args = [sys.executable, "-m", "sim.cli", "serve", "--port", "0", "--data",
                      str(data), "--allow-private-targets", *extra]
         for k in keys:
             self.args += ["--api-key", k]

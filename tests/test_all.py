@@ -1,4 +1,4 @@
-"""``__all__`` is kept true in every module of engine and sim (as SimPy checks its own): every
+"""``__all__`` is kept true in every module of engine, sim and live (as SimPy checks its own): every
 listed name exists, and every public class and function a module defines is listed."""
 
 import importlib
@@ -10,9 +10,18 @@ import pytest
 import engine
 import sim
 
+PACKAGES = [engine, sim]
+try:
+    import live
+    import live.server  # only with aiohttp (the serve extra)
+
+    PACKAGES.append(live)
+except ImportError:  # pragma: no cover
+    pass
+
 
 def _modules():
-    for pkg in (engine, sim):
+    for pkg in PACKAGES:
         yield pkg.__name__
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if info.name == "sim.runtime.ray":

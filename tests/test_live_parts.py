@@ -19,7 +19,7 @@ from engine.events import Submit
 from engine.job import BranchState
 from engine.limiter import BLOCKED, DomainLimiter, LimiterConfig
 from engine.retry import Backoff
-from live.cli import KeyError_, parse_api_keys
+from live.cli import ApiKeyError, parse_api_keys
 from live.dam import LiveDam
 from live.journal import Journal, JournalError, SecretSet
 from live.outbound import HttpAnswer
@@ -281,10 +281,10 @@ def test_api_keys_parse_and_errors_name_their_source():
     for entry, msg in [("short=c", "8-256"), ("no-separator-here", "KEY=CUSTOMER"),
                        ("ck_live_xxxxx=bad customer", "customer"),
                        ("ck_live_xxxxx=c:platinum", "tier")]:
-        with pytest.raises(KeyError_, match=msg) as e:
+        with pytest.raises(ApiKeyError, match=msg) as e:
             parse_api_keys([("--api-key #3", entry)])
         assert str(e.value).startswith("--api-key #3:")
-    with pytest.raises(KeyError_, match="already given"):
+    with pytest.raises(ApiKeyError, match="already given"):
         parse_api_keys([("a", "ck_live_xxxxx=c1"), ("b", "ck_live_xxxxx=c2")])
 
 
