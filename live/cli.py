@@ -160,6 +160,10 @@ def add_serve_parser(sub) -> None:
                    help=f"each domain's concurrent attempts (default {default.max_concurrent})")
     p.add_argument("--connections-per-host", type=_ranged(int, 1, 10_000), default=100,
                    help="outbound connection limit per host (default 100)")
+    p.add_argument("--max-active-jobs", type=_ranged(int, 1, 10_000_000),
+                   default=LiveSettings().max_active_jobs,
+                   help="unfinished jobs held at most; beyond it submits get 503 + Retry-After "
+                        f"(default {LiveSettings().max_active_jobs:,})")
     p.add_argument("--sync", choices=("full", "normal"), default="full",
                    help="SQLite synchronous mode: full fsyncs every group commit (survives "
                         "power loss), normal survives a crash of the process only")
@@ -195,7 +199,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = LiveSettings(
         regions=args.regions, allow_private_targets=args.allow_private_targets,
         limiter=LimiterConfig(rate=args.rate, max_concurrent=args.max_concurrent),
-        connections_per_host=args.connections_per_host, seed=args.seed)
+        connections_per_host=args.connections_per_host, seed=args.seed,
+        max_active_jobs=args.max_active_jobs)
     return asyncio.run(_serve(settings, keys, args.host, args.port, data, args.sync))
 
 

@@ -212,6 +212,10 @@ class LiveDam:
         if out.duplicate:
             self.counters.inc("apidam_jobs_deduplicated_total")
             return SubmitResult(out.job_id, out.status, True), None
+        if parent is None and len(self.jobs) >= self.settings.max_active_jobs:
+            self.dedupe.forget(job_id)
+            self.counters.inc("apidam_jobs_refused_total", (("reason", "backlog_full"),))
+            raise DamUnavailable(f"{len(self.jobs)} unfinished jobs, the most this dam holds")
         acct = self.accounts.get(customer_id)
         if acct is None:
             acct = self.accounts[customer_id] = self.account_for(customer_id)

@@ -39,4 +39,7 @@ class LiveSettings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_schedule_us: tuple[int, ...] = DEFAULT_SCHEDULE_US
     retention_us: int = DEFAULT_RETENTION_US
     connections_per_host: int = 100
+    #: Unfinished jobs held at most; a submit beyond it is refused with 503 + Retry-After
+    #: (children of running jobs are still admitted). Bounds memory: ~3 KB per waiting job.
+    max_active_jobs: int = 200_000
     seed: int = 0  # per-job random sources derive from it and the job id

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("aiohttp")
 import aiohttp
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -351,3 +352,29 @@ def test_cap_reached_is_a_429_with_integer_retry_after(tmp_path):
     _, retry_after, doc = out[2]
     assert int(retry_after) >= 1 and retry_after == str(int(retry_after))
     assert doc["status"] == "denied" and "cap" in doc["error"]
+
+
+def test_a_full_backlog_refuses_submits_with_503_semantics(tmp_path):
+    from live.dam import DamUnavailable
+
+    async def go():
+        gate = asyncio.Event()
+
+        class Hanging(ScriptedOutbound):
+            async def request(self, *a, **k):
+                await gate.wait()
+
+        s = msgspec.structs.replace(_settings(), max_active_jobs=2)
+        dam = LiveDam(s, Journal(tmp_path, sync="normal"), outbound=Hanging([]))
+        await dam.start()
+        await dam.submit("cust", b'{"url":"https://api.example.com/1"}')
+        await dam.submit("cust", b'{"url":"https://api.example.com/2"}')
+        with pytest.raises(DamUnavailable, match="2 unfinished jobs"):
+            await dam.submit("cust", b'{"url":"https://api.example.com/3"}')
+        dup = await dam.submit("cust", b'{"url":"https://api.example.com/1"}')
+        refused = dam.counters.get("apidam_jobs_refused_total", (("reason", "backlog_full"),))
+        await dam.stop()
+        return dup, refused
+
+    dup, refused = asyncio.run(go())
+    assert dup.duplicate and refused == 1  # a duplicate still gets its answer
