@@ -20,6 +20,7 @@ SCRIPTS = [
     ("Routing policies", "policies.py", []),
     ("Retry storms", "retry_storm.py", []),
     ("Ray runtime and sweeps", "ray_runtime.py", []),
+    ("Live server ingest", "serve_ingest.py", []),
 ]
 MARK = "## Results"
 
