@@ -169,7 +169,8 @@ def add_serve_parser(sub) -> None:
                    help="SQLite synchronous mode: full fsyncs every group commit (survives "
                         "power loss), normal survives a crash of the process only")
     p.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), default=0,
-                   help="seed of the per-job random sources (backoff jitter)")
+                   help="seed of the per-job random sources (backoff jitter); fixed when the "
+                        "journal is created")
     p.set_defaults(func=cmd_serve)
 
 
@@ -213,7 +214,7 @@ async def _serve(settings: LiveSettings, keys: dict[str, ApiKey], host: str, por
     from .journal import Journal, JournalError
     from .server import build_app
 
-    journal = Journal(data, sync=sync, retention_us=settings.retention_us)
+    journal = Journal(data, sync=sync, retention_us=settings.retention_us, seed=settings.seed)
     dam = LiveDam(settings, journal, tiers={k.customer_id: k.tier for k in keys.values()},
                   log=_err)
     try:
@@ -238,6 +239,9 @@ async def _serve(settings: LiveSettings, keys: dict[str, ApiKey], host: str, por
         await runner.cleanup()
         await dam.stop()
         return EXIT_FAILED
+    if journal.seed != settings.seed:
+        _err(f"--seed {settings.seed} ignored: this journal was started with seed {journal.seed} "
+             f"(its jobs must replay with it)")
     bound = runner.addresses[0][1] if runner.addresses else port
     print(f"apidam serve: listening on http://{host}:{bound} (data {data}, "
           f"{len(dam.jobs)} unfinished jobs resumed, {len(keys)} API keys)", flush=True)

@@ -122,6 +122,11 @@ class Clock:
         self._last = t
         return t
 
+    def not_before(self, t: int) -> None:
+        """Never answer earlier than ``t`` (a journaled time, should the clock have stepped
+        back across a restart)."""
+        self._last = max(self._last, t)
+
 
 class LiveDam:
     def __init__(self, settings: LiveSettings, journal: Journal, *,
@@ -233,7 +238,7 @@ class LiveDam:
 
     def _build(self, job_id: str, customer_id: str, spec: JobSpec, key: str) -> LiveJob:
         s = self.settings
-        ctx = DamContext(s.regions, rng=JobRandom(s.seed, job_id), backoff=s.backoff,
+        ctx = DamContext(s.regions, rng=JobRandom(self.journal.seed, job_id), backoff=s.backoff,
                          attempt_timeout_us=s.attempt_timeout_us,
                          webhook_schedule_us=s.webhook_schedule_us,
                          secret_for=self._secret_for, health=self.health)

@@ -100,9 +100,10 @@ class Journal:
     """Append-only, group-committed. ``append`` from the event loop; ``durable`` to wait."""
 
     def __init__(self, data_dir: Path, *, sync: SyncMode = "full",
-                 retention_us: int = 24 * 3600 * 1_000_000) -> None:
+                 retention_us: int = 24 * 3600 * 1_000_000, seed: int = 0) -> None:
         self.path = Path(data_dir) / "journal.sqlite3"
         self.sync = sync
+        self.seed = seed  # after open(): the seed the journal was created with
         self.retention_us = retention_us
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
@@ -135,6 +136,9 @@ class Journal:
         elif row[0] != SCHEMA_VERSION:
             raise JournalError(f"{self.path}: journal schema {row[0]}, this apidam reads "
                                f"{SCHEMA_VERSION}")
+        # Replays must draw the random numbers the first run drew: the seed is the journal's.
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('seed', ?)", (str(self.seed),))
+        self.seed = int(db.execute("SELECT value FROM meta WHERE key='seed'").fetchone()[0])
         self._db = db
         self._compact(now)
         return list(self._rows())
@@ -158,7 +162,10 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------------------
     def append(self, job_id: str | None, at: int, record: msgspec.Struct) -> None:
-        """Queue one row (committed by the next group commit)."""
+        """Queue one row (committed by the next group commit). After a write failure nothing
+        more is written: a journal with a hole in it would replay to a wrong state."""
+        if self.failure is not None:
+            return
         self._buf.append((_KIND_OF[type(record)], job_id, at, _encode(record)))
         self._appended += 1
         if self._writer is None:

@@ -128,6 +128,8 @@ def recover(dam: LiveDam, entries: list[JournalEntry]) -> int:
                 continue
             p.answered(r)
             p.asked(job.machine.handle(r, e.at))
+    if entries:
+        dam.clock.not_before(max(e.at for e in entries))
     now = dam.clock.now()
     for job_id, p in pending.items():
         job = dam.jobs.get(job_id)

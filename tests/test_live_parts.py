@@ -378,3 +378,24 @@ def test_a_full_backlog_refuses_submits_with_503_semantics(tmp_path):
 
     dup, refused = asyncio.run(go())
     assert dup.duplicate and refused == 1  # a duplicate still gets its answer
+
+
+def test_the_journal_keeps_its_seed_and_stops_writing_after_a_failure(tmp_path):
+    j = Journal(tmp_path, seed=7)
+    j.open(0)
+    assert j.seed == 7
+    again = Journal(tmp_path, seed=99)  # a restart with another --seed replays with the first
+    again.open(0)
+    assert again.seed == 7
+
+    async def go():
+        j = Journal(tmp_path / "x", sync="normal")
+        j.open(0)
+        j._db.close()  # the disk goes away
+        j.append("job_1", 1, Submit())
+        with pytest.raises(JournalError):
+            await j.durable()
+        j.append("job_1", 2, Submit())  # dropped: a hole would replay to a wrong state
+        assert j._buf == [] and j.failure is not None
+
+    asyncio.run(go())
