@@ -276,3 +276,21 @@ def test_metrics_expose_jobs_attempts_limiters_and_webhooks(srv, sdk, up):
                    "apidam_webhook_attempts_total{outcome=\"200\"}",
                    "apidam_journal_commits_total"):
         assert family in text
+
+
+def test_fanout_runs_every_region_and_hedge_starts_late(srv, sdk, up):
+    fan = sdk.submit_job(url=f"{up.base}/up/ok?t=fanout", regions=["iad", "lax"],
+                         execution_mode="fanout", webhooks=[{"url": f"{up.base}/hook/fan"}])
+    hook_for(up, "fan", fan["job_id"])
+    view = wait(lambda: (lambda v: v if v["outcome"] else None)(job(srv, fan["job_id"])[1]))
+    assert view["outcome"]["duplicate_executions"] == 0  # fanout branches are meant to run
+    assert len([c for c in up.calls["ok"] if "t=fanout" in c["url"]]) == 2
+    # hedge: the second region starts only if the first has not answered after 150 ms
+    r = requests.post(f"{srv.url}/api/v1/jobs", timeout=10,
+                      headers={"Authorization": f"Bearer {KEY}"},
+                      json={"url": f"{up.base}/up/slow?ms=600&t=hedge", "regions": ["iad", "lax"],
+                            "execution_mode": "hedge", "hedge_delay_ms": 150,
+                            "webhooks": [{"url": f"{up.base}/hook/hedge"}]}).json()
+    hook_for(up, "hedge", r["job_id"])
+    t = [c["t"] for c in up.calls["slow"] if "t=hedge" in c["url"]]
+    assert len(t) == 2 and 0.1 <= t[1] - t[0] < 0.5  # ~150 ms; arrival times carry connect jitter
