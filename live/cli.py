@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import math
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 from engine.billing import TIERS
 from engine.limiter import MAX_CONCURRENT, MAX_RPS, LimiterConfig
 from engine.spec import REGION_NAME
+from sim.gctune import tune_for_long_run
 
 from .settings import DEFAULT_REGIONS, ApiKey, LiveSettings
 
@@ -223,11 +223,7 @@ async def _serve(settings: LiveSettings, keys: dict[str, ApiKey], host: str, por
         _err(f"--data {data}: the journal cannot be read ({e})")
         await dam.outbound.close()
         return EXIT_USAGE
-    # Thousands of waiting jobs are long-lived objects: with CPython's default thresholds the
-    # full collections they trigger stall the loop (submit p99 77 ms -> 24 ms with these,
-    # benchmarks/serve_ingest.py). What recovery built is frozen out of collection altogether.
-    gc.set_threshold(10_000, 20, 100)
-    gc.freeze()
+    tune_for_long_run()  # thousands of waiting jobs: default GC took the submit p99 to 77 ms
     runner = web.AppRunner(build_app(dam, keys), access_log=None, handle_signals=False,
                            shutdown_timeout=5.0)
     await runner.setup()

@@ -37,6 +37,7 @@ import msgspec
 
 from engine.units import US_PER_S
 
+from ..gctune import long_run_gc
 from ..kernel import TIME_SHIFT, fold_trace
 from ..metrics import Metrics
 from ..result import RunResult, summarize
@@ -230,6 +231,12 @@ def run_groups(sc: Scenario, *, placement: str = "default", base_dir: Path | Non
                progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run ``sc`` as groups in this process: the Ray runtime's protocol (bounds, batches, wire
     format, merged hash) without Ray. Same results and trace hash as ``run_local``."""
+    with long_run_gc():
+        return _run_groups(sc, placement, base_dir, progress)
+
+
+def _run_groups(sc: Scenario, placement: str, base_dir: Path | None,
+                progress: Callable[[int, int], None] | None) -> RunResult:
     t0 = time.perf_counter()
     plan, topo, _actors = plan_groups(sc, placement, base_dir)
     transport = InProcess(msgspec.to_builtins(sc), str(base_dir) if base_dir else None, plan)

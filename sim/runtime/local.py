@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.units import US_PER_S
 
 from ..build import build
+from ..gctune import long_run_gc
 from ..kernel import Kernel, spawn_rngs
 from ..result import RunResult, summarize
 from ..scenario import Scenario
@@ -28,6 +29,13 @@ def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False
     ``interrupted``. It is checked after every step: a simulated second, or less where a
     second of a dense scenario would take more than a fraction of a wall second (the step
     adapts; the trace hash does not depend on it)."""
+    with long_run_gc():
+        return _run(sc, base_dir, trace, progress, should_stop)
+
+
+def _run(sc: Scenario, base_dir: Path | None, trace: bool,
+         progress: Callable[[int, int], None] | None,
+         should_stop: Callable[[], bool] | None) -> RunResult:
     t0 = time.perf_counter()
     topo, actors, _groups, metrics = build(sc, base_dir)
     kernel = Kernel(trace_sink=[] if trace else None)

@@ -28,6 +28,7 @@ import msgspec
 
 from engine.units import US_PER_S
 
+from ..gctune import tune_for_long_run
 from ..kernel import TIME_SHIFT
 from ..result import RunResult, summarize
 from ..scenario import Scenario
@@ -74,6 +75,7 @@ class RayGroup(GroupWorker):
 
     def __init__(self, *args) -> None:
         logging.getLogger().setLevel(logging.WARNING)  # a Ray worker: keep its log quiet
+        tune_for_long_run()  # this process runs one simulation group and nothing else
         super().__init__(*args)
 
     def where(self) -> tuple[str, str]:
