@@ -138,7 +138,16 @@ class DiyCostModel(msgspec.Struct, frozen=True, kw_only=True):
 
     def cost(self, *, attempts: int, egress_bytes: int, busy_seconds: float,
              queue_requests: int = 0) -> float:
-        return (egress_bytes / 1e9 * self.egress_usd_per_gb
-                + attempts / 1e6 * self.invocation_usd_per_million
-                + busy_seconds * self.memory_gb * self.gb_second_usd
-                + queue_requests / 1e6 * self.queue_usd_per_million)
+        return sum(self.breakdown(attempts=attempts, egress_bytes=egress_bytes,
+                                  busy_seconds=busy_seconds,
+                                  queue_requests=queue_requests).values())
+
+    def breakdown(self, *, attempts: int, egress_bytes: int, busy_seconds: float,
+                  queue_requests: int = 0) -> dict[str, float]:
+        """``compute`` (invocations + GB-seconds), ``egress`` and ``queue`` dollars."""
+        return {
+            "compute": (attempts / 1e6 * self.invocation_usd_per_million
+                        + busy_seconds * self.memory_gb * self.gb_second_usd),
+            "egress": egress_bytes / 1e9 * self.egress_usd_per_gb,
+            "queue": queue_requests / 1e6 * self.queue_usd_per_million,
+        }

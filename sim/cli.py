@@ -20,6 +20,7 @@ from engine.spec import MAX_PAYLOAD_BYTES, decode_job_json
 from engine.units import US_PER_S
 
 from .interrupt import trap_signals
+from .provenance import new_run_dir, point_latest, provenance
 from .scenario import ScenarioError, load_scenario
 
 __all__ = ["build_parser", "main"]
@@ -78,8 +79,8 @@ def _resolve(path: str) -> Path:
     return p
 
 
-ARTEFACTS = ("summary.json", "series.msgpack", "attempts_per_s.png", "latency_cdf.png",
-             "backlog.png", "pace.png")
+ARTEFACTS = ("summary.json", "series.msgpack", "scenario.toml", "report.html",
+             "attempts_per_s.png", "latency_cdf.png", "backlog.png", "pace.png", "goodput.png")
 
 
 def _writable_dir(out: Path) -> str | None:
@@ -116,6 +117,12 @@ def _clear_artefacts(out: Path) -> None:
     """Remove what an earlier run wrote here, so nothing stale sits beside the new summary."""
     for name in ARTEFACTS:
         (out / name).unlink(missing_ok=True)
+
+
+def _keep_scenario(path: Path, out: Path) -> None:
+    """A copy of the scenario file beside the results (the report tells its story from it)."""
+    if path.is_file():
+        (out / "scenario.toml").write_bytes(path.read_bytes())
 
 
 class _RayFailed(Exception):
@@ -175,15 +182,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         _err_all(e)
         return EXIT_USAGE
-    out = Path(args.out) if args.out else Path("out") / sc.name
+    base = None if args.out else Path("out") / sc.name
+    out = Path(args.out) if args.out else new_run_dir(base)
     problem = _writable_dir(out) or (_writable_file(Path(args.trace), "--trace")
                                      if args.trace else None)
     if problem:  # checked before simulating, not after
         _err(problem)
         return EXIT_USAGE
     console = Console(quiet=args.quiet)
-    if not console.is_terminal:
-        console = Console(quiet=args.quiet, width=200)  # logs and CI: do not squeeze tables
+    if not console.is_terminal:  # logs and CI: 100 columns, or room for --wide
+        console = Console(quiet=args.quiet, width=220 if args.wide else 100)
     progress = _Progress(not args.quiet, sc.name)
     try:
         with trap_signals() as stop:
@@ -192,7 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         e = failed.error
         _err(str(e))
-        if e.partial is not None and args.out:
+        if e.partial is not None:
             _clear_artefacts(out)
             e.partial.save(out)
             _err(f"partial results written to {out}")
@@ -211,8 +219,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         traceback.print_exc()
         return EXIT_FAILED
     progress.close()
+    result.summary["provenance"] = provenance(
+        scenario_path=path, overrides=overrides, seed=sc.seed, seed_option=args.seed is not None,
+        backend=args.backend, placement=args.placement if args.backend == "ray" else None)
     _clear_artefacts(out)
     written = result.save(out)
+    _keep_scenario(path, out)
+    if base is not None:
+        point_latest(base, out)
     if stop.requested():
         at = result.summary.get("interrupted_at_s", result.summary["sim_seconds"])
         _err(f"interrupted at virtual time {at:.0f} s; partial results written to {out}")
@@ -226,7 +240,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         written.append(Path(args.trace))
     from .report import print_summary
 
-    print_summary(result, console)
+    print_summary(result, console, wide=args.wide)
     console.print("wrote " + ", ".join(str(p) for p in written))
     return EXIT_OK
 
@@ -353,9 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--set", action="append", metavar="PATH=VALUE",
                    help="override a field, e.g. workloads.diy-immediate.arrivals.rate=500")
-    p.add_argument("--out", metavar="DIR", help="output directory (default out/<scenario>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: a new out/<scenario>/<run id>/, with "
+                        "out/<scenario>/latest pointing at it)")
     p.add_argument("--trace", metavar="FILE", help="write the event trace (msgpack)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--wide", action="store_true",
+                   help="every column and the cost breakdown (the default fits 100 columns)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: RAY_ADDRESS "

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .costs import COST_KEYS
 from .result import RunResult
 
-__all__ = ["plot", "print_summary", "print_sweep"]
+__all__ = ["outage_cost_line", "plot", "print_summary", "print_sweep"]
 
 
 def _ms(v: float | None) -> str:
@@ -27,44 +29,120 @@ def _bytes(n: int) -> str:
     return f"{n:.1f}PB"
 
 
-def print_summary(result: RunResult, console: Console | None = None) -> None:
+def _n(v: int) -> str:
+    """A count in at most 7 characters: 75,263 / 412k / 5.9M."""
+    if v < 100_000:
+        return f"{v:,}"
+    if v < 10_000_000:
+        return f"{v / 1000:,.0f}k"
+    return f"{v / 1e6:,.1f}M"
+
+
+def _usd(v: float) -> str:
+    if v == 0:
+        return "$0"
+    if abs(v) < 10:
+        return f"${v:.2f}"
+    if abs(v) < 100_000:
+        return f"${v:,.0f}"
+    return f"${v / 1000:,.0f}k"
+
+
+def _table(title: str, cols: list[str], rows: list[list[str]],
+           left: tuple[str, ...] = ("workload",)) -> Table:
+    """Right-aligned numbers that are never cut; only the first (name) column may shrink."""
+    t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+              collapse_padding=True, pad_edge=False, title_justify="left")
+    for i, col in enumerate(cols):
+        width = max([len(col), *(len(r[i]) for r in rows)])
+        t.add_column(col, justify="left" if col in left else "right", no_wrap=True,
+                     overflow="ellipsis", min_width=min(width, 12) if i == 0 else width)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def print_summary(result: RunResult, console: Console | None = None, *,
+                  wide: bool = False) -> None:
+    """The run's tables: by default the key figures in 100 columns; ``wide``: every column,
+    and the cost breakdown."""
     console = console or Console()
     s = result.summary
-    console.print(f"[bold]{s['scenario']}[/bold]  seed {s['seed']}  backend {s['backend']}  "
+    console.print(f"[bold]{s['scenario']}[/bold]  seed {s['seed']}  {s['backend']}  "
                   f"simulated {s['sim_seconds']:.0f}s in {s['wall_seconds']:.1f}s "
-                  f"({s['events']:,} events, {s['events_per_second'] or 0:,.0f}/s)  "
-                  f"trace {s['trace_hash'][:12]}")
-    t = Table(title="Workloads", show_lines=False, header_style="bold")
-    for col in ("workload", "strategy", "jobs", "ok", "failed", "pending", "deduped",
-                "upstream attempts", "amplif.", "peak/s", "dup. exec.", "p50", "p99",
-                "webhooks ok/undeliv./pend.", "hook attempts", "egress", "$"):
-        t.add_column(col, justify="left" if col in ("workload", "strategy") else "right")
+                  f"({s['events']:,} events)  trace {s['trace_hash'][:12]}")
+    wl = s["workloads"]
+    if wide:
+        _wide_tables(s, console)
+    else:
+        rows = []
+        for name, w in wl.items():
+            lat = w["latency_ms"]
+            c = w.get("costs_usd", {})
+            rows.append([name, _n(w["jobs"]), _n(w["succeeded"]), _n(w["failed"]),
+                         _n(w["pending"]), _n(w["upstream_attempts"]),
+                         f"{w['amplification']:.2f}" if w["amplification"] is not None else "-",
+                         _ms(lat["p50"]), _ms(lat["p99"]), _usd(c.get("lost_revenue", 0.0)),
+                         _usd(w["cost_usd"])])
+        console.print(_table("Workloads", ["workload", "jobs", "ok", "failed", "pend.",
+                                           "attempts", "ampl.", "p50", "p99", "lost $",
+                                           "total $"], rows))
+    rows = []
+    for name, v in s["domains"].items():
+        opens = v.get("breaker_opens", 0)
+        reopens = v.get("breaker_reopens", 0)
+        rows.append([name, _n(v["permits"]), _n(v["attempts"]), _n(v["max_rate_1s"]),
+                     _n(v["backlog_max"]), f"{opens:,}" + (f"+{reopens:,}" if reopens else ""),
+                     f"{v.get('open_seconds', 0.0):,.0f}s", _n(v.get("probe_attempts", 0))])
+    console.print(_table("Domains (the dam's traffic)", ["domain", "permits", "attempts",
+                                                         "max/s", "backlog", "opens", "open",
+                                                         "probes"], rows, left=("domain",)))
+    line = outage_cost_line(s)
+    if line:
+        console.print(line)
+    if not wide:
+        console.print("[dim]--wide: every column and the cost breakdown[/dim]")
+
+
+def outage_cost_line(s: dict) -> str | None:
+    """One line: what the run cost each workload, cheapest first."""
+    wl = s["workloads"]
+    if not wl:
+        return None
+    parts = []
+    for name, w in sorted(wl.items(), key=lambda kv: kv[1]["cost_usd"]):
+        lost = w.get("costs_usd", {}).get("lost_revenue", 0.0)
+        parts.append(f"{name} {_usd(w['cost_usd'])}" + (f" ({_usd(lost)} lost revenue)"
+                                                         if lost else ""))
+    return "Cost of the run: " + ", ".join(parts)
+
+
+def _wide_tables(s: dict, console: Console) -> None:
+    rows = []
     for name, w in s["workloads"].items():
         lat = w["latency_ms"]
         hooks = w["webhooks"]
-        t.add_row(name, w["strategy"], f"{w['jobs']:,}", f"{w['succeeded']:,}",
+        dam = w["strategy"] != "diy"
+        rows.append([name, w["strategy"], f"{w['jobs']:,}", f"{w['succeeded']:,}",
                   f"{w['failed']:,}", f"{w['pending']:,}", f"{w['deduped']:,}",
                   f"{w['upstream_attempts']:,}",
                   f"{w['amplification']:.2f}" if w["amplification"] is not None else "-",
                   f"{w['peak_attempts_per_s']:,}", f"{w['duplicate_executions']:,}",
                   _ms(lat["p50"]), _ms(lat["p99"]),
                   f"{hooks['delivered']:,}/{hooks['undelivered']:,}/{hooks.get('pending', 0):,}"
-                  if w["strategy"] != "diy"
-                  else "-", f"{hooks['attempts']:,}" if w["strategy"] != "diy" else "-",
-                  _bytes(w["egress_bytes"]), f"{w['cost_usd']:.2f}")
-    console.print(t)
-    d = Table(title="Domains (the dam's traffic)", header_style="bold")
-    for col in ("domain", "permits", "dam attempts", "max attempts/s", "max backlog",
-                "breaker opens", "open", "probes"):
-        d.add_column(col, justify="left" if col == "domain" else "right")
-    for name, v in s["domains"].items():
-        opens = v.get("breaker_opens", 0)
-        reopens = v.get("breaker_reopens", 0)
-        d.add_row(name, f"{v['permits']:,}", f"{v['attempts']:,}", f"{v['max_rate_1s']:,}",
-                  f"{v['backlog_max']:,}",
-                  f"{opens:,}" + (f" (+{reopens:,} re)" if reopens else ""),
-                  f"{v.get('open_seconds', 0.0):,.1f}s", f"{v.get('probe_attempts', 0):,}")
-    console.print(d)
+                  if dam else "-", f"{hooks['attempts']:,}" if dam else "-",
+                  _bytes(w["egress_bytes"]), f"{w['cost_usd']:,.2f}"])
+    console.print(_table("Workloads", ["workload", "strategy", "jobs", "ok", "failed",
+                                       "pending", "deduped", "upstream attempts", "amplif.",
+                                       "peak/s", "dup. exec.", "p50", "p99",
+                                       "webhooks ok/undeliv./pend.", "hook attempts", "egress",
+                                       "$"], rows, left=("workload", "strategy")))
+    rows = []
+    for name, w in s["workloads"].items():
+        b = w.get("costs_usd", {})
+        rows.append([name, *(f"{b.get(k, 0.0):,.2f}" for k in COST_KEYS),
+                     f"{b.get('total', w['cost_usd']):,.2f}"])
+    console.print(_table("Costs (USD)", ["workload", *COST_KEYS, "total"], rows))
 
 
 def _shade(ax, outages: list[dict]) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from engine.billing import TIERS, DiyCostModel
 from engine.units import US_PER_S as S
 
+from .costs import workload_costs
 from .metrics import Metrics
 from .scenario import Scenario
 
@@ -57,13 +57,6 @@ class RunResult:
 
 def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash: str,
               events: int, sim_us: int, wall_s: float, extra: dict | None = None) -> RunResult:
-    costs = DiyCostModel(egress_usd_per_gb=sc.costs.egress_usd_per_gb,
-                         invocation_usd_per_million=sc.costs.invocation_usd_per_million,
-                         gb_second_usd=sc.costs.gb_second_usd,
-                         memory_gb=sc.costs.memory_gb,
-                         queue_usd_per_million=sc.costs.queue_usd_per_million)
-    tier = TIERS[sc.dam.tier]
-    per_request = tier.base_usd / tier.included if tier.included else 0.0
     c = metrics.count
     arrays = metrics.arrays()
     workloads = {}
@@ -77,11 +70,15 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             if w.strategy != "diy" else 0
         dam_jobs_charged = max(0, dam_jobs - c["refused"][i])
         local_invocations = logical if w.strategy != "performance" else 0
-        diy_cost = costs.cost(attempts=local_invocations,
-                              egress_bytes=c["egress_bytes"][i],
-                              busy_seconds=c["busy_us"][i] / S,
-                              queue_requests=attempts - c["dam_attempts"][i]
-                              if w.strategy == "diy" else 0)
+        outcomes = metrics.outcomes[i]
+        costs = workload_costs(
+            sc, i, local_invocations=local_invocations, egress_bytes=c["egress_bytes"][i],
+            busy_seconds=c["busy_us"][i] / S,
+            queue_requests=attempts - c["dam_attempts"][i] if w.strategy == "diy" else 0,
+            dam_jobs_charged=dam_jobs_charged, attempts=attempts,
+            successful_attempts=sum(n for k, n in outcomes.items()
+                                    if isinstance(k, int) and 200 <= k <= 299),
+            lost_jobs=c["failed"][i] + jobs - done, duplicates=c["duplicates"][i])
         workloads[w.name] = {
             "strategy": w.strategy,
             "jobs": jobs,
@@ -109,7 +106,8 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             "peak_concurrency": metrics.peak_concurrency[i],
             "client_rejects": c["client_rejects"][i],
             "budget_denied": c["budget_denied"][i],
-            "cost_usd": round(diy_cost + dam_jobs_charged * per_request, 4),
+            "cost_usd": costs["total"],
+            "costs_usd": costs,
             "outcomes": {str(k): v for k, v in sorted(metrics.outcomes[i].items(),
                                                       key=lambda kv: str(kv[0]))},
         }

@@ -127,6 +127,8 @@ class Upstream(_S, kw_only=True):
     rate_limit: Rate = 0.0  # own token bucket, requests/s; 0 = none
     rate_burst: Count = 1
     idempotency: bool = False
+    usd_per_attempt: Rate = 0.0  # what the API bills per call (successful ones by default)
+    bill_errors: bool = False  # ... and per failed call too
     advertise: Advertise = Advertise()
     latency: Latency = Latency()
     region_latency: dict[str, Latency] = msgspec.field(default_factory=dict)
@@ -234,6 +236,7 @@ class Workload(_S, kw_only=True):
     method: str = "POST"
     payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 1024
     customer: str = "cust_default"
+    value_per_job_usd: Rate | None = None  # overrides [costs] value_per_job_usd
     strategy: Literal["diy", "performance", "frugal"] = "diy"
     arrivals: Arrivals = Arrivals()
     start: Duration = "0s"
@@ -317,6 +320,9 @@ class Costs(_S, kw_only=True):
     gb_second_usd: Rate = 0.0000166667
     memory_gb: Rate = 0.5
     queue_usd_per_million: Rate = 0.40
+    # what an outage costs beyond infrastructure (0 = not counted; see docs/SCENARIOS.md)
+    value_per_job_usd: Rate = 0.0  # revenue lost per job failed or still pending at the end
+    refund_usd_per_duplicate: Rate = 0.0  # per duplicate execution (a double charge refunded)
 
 
 class Scenario(_S, kw_only=True):
