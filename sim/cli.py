@@ -232,7 +232,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _err(f"interrupted at virtual time {at:.0f} s; partial results written to {out}")
         return EXIT_INTERRUPTED
     if not args.no_plots:
-        from .report import plot
+        from .plots import plot
 
         written += plot(result, out)
     if args.trace:

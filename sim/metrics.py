@@ -30,6 +30,7 @@ class Metrics:
         self.n = min(self.horizon_s + 1, CHUNK)  # seconds allocated so far (grows on demand)
         nw, nd, n = len(workloads), len(domains), self.n
         self.attempts_series = [[0] * n for _ in range(nw)]
+        self.goodput_series = [[0] * n for _ in range(nw)]  # jobs succeeded, per second
         self.dam_domain_series = [[0] * n for _ in range(nd)]
         self.permit_series = [[0] * n for _ in range(nd)]
         self.backlog_max = [[0] * n for _ in range(nd)]
@@ -61,7 +62,8 @@ class Metrics:
         if sec >= self.n:
             n = min(self.horizon_s + 1, max(sec + 1, self.n + CHUNK))
             extra = n - self.n
-            for rows, fill in ((self.attempts_series, 0), (self.dam_domain_series, 0),
+            for rows, fill in ((self.attempts_series, 0), (self.goodput_series, 0),
+                               (self.dam_domain_series, 0),
                                (self.permit_series, 0), (self.backlog_max, 0),
                                (self.pace_series, -1.0), (self.breaker_state_max, 0)):
                 for row in rows:
@@ -115,15 +117,22 @@ class Metrics:
     def add(self, key: str, w: int, n: int = 1) -> None:
         self.count[key][w] += n
 
-    def finish(self, w: int, ok: bool, latency_us: int) -> None:
+    def finish(self, w: int, ok: bool, latency_us: int, now: int) -> None:
+        """A job's result (success or failure) is known at ``now``."""
         self.count["succeeded" if ok else "failed"][w] += 1
         self.latency[w].append(latency_us / 1000.0)
+        if ok:
+            sec = now // S
+            if sec >= self.n:
+                sec = self._grow(sec)
+            self.goodput_series[w][sec] += 1
 
     # -- merging and export --------------------------------------------------------------------
     def merge(self, other: Metrics) -> None:
         if other.n > self.n:
             self._grow(other.n - 1)
         for mine, theirs in ((self.attempts_series, other.attempts_series),
+                             (self.goodput_series, other.goodput_series),
                              (self.dam_domain_series, other.dam_domain_series),
                              (self.permit_series, other.permit_series)):
             for a, b in zip(mine, theirs, strict=True):
@@ -160,7 +169,8 @@ class Metrics:
         return {
             "workloads": self.workloads, "domains": self.domains, "n": self.n,
             "horizon_s": self.horizon_s,
-            "attempts_series": self.attempts_series, "dam_domain_series": self.dam_domain_series,
+            "attempts_series": self.attempts_series, "goodput_series": self.goodput_series,
+            "dam_domain_series": self.dam_domain_series,
             "permit_series": self.permit_series, "backlog_max": self.backlog_max,
             "pace_series": self.pace_series, "breaker_state_max": self.breaker_state_max,
             "breakers": self.breakers,
@@ -176,6 +186,7 @@ class Metrics:
         m = cls(st["workloads"], st["domains"], (st["horizon_s"] - 1) * S)
         m.n = st["n"]
         m.attempts_series = st["attempts_series"]
+        m.goodput_series = st["goodput_series"]
         m.dam_domain_series = st["dam_domain_series"]
         m.permit_series = st["permit_series"]
         m.backlog_max = st["backlog_max"]
@@ -196,6 +207,7 @@ class Metrics:
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             "attempts_per_s": np.array(self.attempts_series, dtype=np.int64),
+            "goodput_per_s": np.array(self.goodput_series, dtype=np.int64),
             "dam_attempts_per_s_by_domain": np.array(self.dam_domain_series, dtype=np.int64),
             "permits_per_s_by_domain": np.array(self.permit_series, dtype=np.int64),
             "backlog_max_by_domain": np.array(self.backlog_max, dtype=np.int64),

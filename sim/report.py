@@ -1,10 +1,7 @@
-"""Terminal tables (rich) and PNG plots (matplotlib) of a RunResult."""
+"""Terminal tables (rich) of a RunResult and of a sweep (plots: ``sim.plots``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -12,7 +9,7 @@ from rich.table import Table
 from .costs import COST_KEYS
 from .result import RunResult
 
-__all__ = ["outage_cost_line", "plot", "print_summary", "print_sweep"]
+__all__ = ["outage_cost_line", "print_summary", "print_sweep"]
 
 
 def _ms(v: float | None) -> str:
@@ -143,75 +140,6 @@ def _wide_tables(s: dict, console: Console) -> None:
         rows.append([name, *(f"{b.get(k, 0.0):,.2f}" for k in COST_KEYS),
                      f"{b.get('total', w['cost_usd']):,.2f}"])
     console.print(_table("Costs (USD)", ["workload", *COST_KEYS, "total"], rows))
-
-
-def _shade(ax, outages: list[dict]) -> None:
-    for i, o in enumerate(outages):
-        ax.axvspan(o["start_s"], o["end_s"], color="tab:red", alpha=0.08,
-                   label="outage" if i == 0 else None)
-
-
-def plot(result: RunResult, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = result.summary
-    names = list(s["workloads"])
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    horizon = int(np.ceil(s["sim_seconds"])) + 1
-
-    def finish(fig, ax, name: str, legend_loc: str, grid_which: str = "major") -> None:
-        ax.legend(loc=legend_loc, fontsize=8)
-        ax.grid(alpha=0.3, which=grid_which)
-        files.append(out / name)
-        fig.tight_layout()
-        fig.savefig(files[-1], dpi=110)
-        plt.close(fig)
-
-    def over_time(rows: np.ndarray, labels, title: str, ylabel: str, name: str,
-                  height: float) -> None:
-        fig, ax = plt.subplots(figsize=(11, height))
-        for row, label in zip(rows[:, :horizon], labels, strict=True):
-            ax.plot(np.arange(row.size), row, label=label, lw=1.2)
-        _shade(ax, s["outages"])
-        ax.set(title=f"{s['scenario']}: {title}", xlabel="time (s)", ylabel=ylabel)
-        finish(fig, ax, name, "upper right")
-
-    over_time(result.arrays["attempts_per_s"], names, "upstream attempts per second",
-              "attempts / s", "attempts_per_s.png", 5)
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for name in names:
-        lat = result.arrays.get(f"latency_ms/{name}")
-        if lat is None or lat.size == 0:
-            continue
-        w = s["workloads"][name]
-        ok = w["succeeded"] / max(1, w["succeeded"] + w["failed"])
-        x = np.sort(lat)
-        ax.plot(np.maximum(x, 1e-3), np.arange(1, x.size + 1) / x.size,
-                label=f"{name} ({ok:.0%} succeeded)")
-    ax.set_xscale("log")
-    ax.set(title=f"{s['scenario']}: latency from arrival to result, success or failure (CDF)",
-           xlabel="latency (ms, log scale)", ylabel="fraction of finished jobs")
-    finish(fig, ax, "latency_cdf.png", "lower right", "both")
-
-    over_time(result.arrays["backlog_max_by_domain"], list(s["domains"]),
-              "jobs waiting for a permit, per domain (max per second)", "backlog",
-              "backlog.png", 4.5)
-    pace = result.arrays.get("pace_by_domain")
-    if pace is not None:
-        fig, ax = plt.subplots(figsize=(11, 4.5))
-        for row, label in zip(pace[:, :horizon], list(s["domains"]), strict=True):
-            ax.step(np.arange(row.size), row, where="post", label=label, lw=1.2)
-        _shade(ax, s["outages"])
-        ax.set_yscale("symlog", linthresh=1.0)
-        ax.set(title=f"{s['scenario']}: the dam's pace per domain (0 while its breaker is open)",
-               xlabel="time (s)", ylabel="requests / s (symlog)")
-        finish(fig, ax, "pace.png", "lower right")
-    return files
 
 
 def print_sweep(result: dict, entries: list[dict], console: Console) -> None:

@@ -227,7 +227,7 @@ class DiyClient(ClientBase):
 
     def _done(self, n: int, job: DiyJob, ok: bool, now: int) -> None:
         del self.jobs[n]
-        self.metrics.finish(self.index, ok, now - job.arrived)
+        self.metrics.finish(self.index, ok, now - job.arrived, now)
         self.metrics.add("busy_us", self.index, now - job.started)
         self.active -= 1
         if self.waiting:

@@ -45,10 +45,10 @@ class FrugalClient(ClientBase):
         status, m = msg.status, self.metrics
         if status is not None and 200 <= status <= 299:
             m.add("local_success", self.index)
-            m.finish(self.index, True, now - arrived)
+            m.finish(self.index, True, now - arrived, now)
         elif msg.error is not None or status in self.fallback_codes:
             m.add("forwarded", self.index)
             m.add("egress_bytes", self.index, self.nbytes)
             self.send(self.topo.gateway, now + self.link_gw, Submit(self.index, msg.tag, arrived))
         else:
-            m.finish(self.index, False, now - arrived)
+            m.finish(self.index, False, now - arrived, now)

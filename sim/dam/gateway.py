@@ -99,7 +99,7 @@ class Gateway(Actor):
         job = self.active.get(msg.job_id)
         if job is not None and job.decision is None:
             job.decision = Decision(msg.succeeded, msg.status, msg.error)
-            self.metrics.finish(job.workload, msg.succeeded, msg.at - job.arrived)
+            self.metrics.finish(job.workload, msg.succeeded, msg.at - job.arrived, msg.at)
             self.metrics.add("webhooks_pending", job.workload)  # until its JobDone
             self.table.set_status(msg.job_id, "succeeded" if msg.succeeded else "failed", now)
 
@@ -180,12 +180,12 @@ class Gateway(Actor):
         except CapReached:
             self.table.forget(job_id)
             m.add("refused", w)
-            m.finish(w, False, now - arrived)
+            m.finish(w, False, now - arrived, now)
             return
         home = self._home(regions)
         if home is None:
             self.table.forget(job_id)
-            m.finish(w, False, now - arrived)
+            m.finish(w, False, now - arrived, now)
             return
         job = ActiveJob(w, n, arrived, key, home, None, payload, tuple(regions))
         self.active[job_id] = job
