@@ -259,11 +259,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         grid = parse_grid(args.grid or [])
-        name = load_scenario(path, list(args.set or [])).name
+        sc0 = load_scenario(path, list(args.set or []))
+        name = sc0.name
     except ScenarioError as e:
         _err_all(e)
         return EXIT_USAGE
-    out = Path(args.out) if args.out else Path("out") / f"sweep-{name}"
+    base = None if args.out else Path("out") / f"sweep-{name}"
+    out = Path(args.out) if args.out else new_run_dir(base)
     problem = _writable_dir(out)
     if problem:  # checked before the runs, not after
         _err(problem)
@@ -290,7 +292,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         traceback.print_exc()
         return EXIT_FAILED
     progress.close()
+    result["provenance"] = provenance(
+        scenario_path=path, overrides=list(args.set or []), seed=sc0.seed, seed_option=False,
+        backend=args.backend, placement=None)
+    result["provenance"]["grid"] = list(args.grid or [])
     files = write_sweep(result, out)
+    if base is not None:
+        point_latest(base, out)
     console = Console(quiet=args.quiet)
     if not console.is_terminal:
         console = Console(quiet=args.quiet, width=200)
@@ -300,6 +308,54 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         _err(f"interrupted: {result['runs']} of {result['runs_planned']} runs finished, "
              f"written to {out}")
         return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import CompareError, compare, load_views
+
+    try:
+        cmp = compare(load_views(args.runs))
+    except CompareError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(cmp, indent=2))
+        return EXIT_OK
+    from .report import print_compare
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
+    print_compare(cmp, console)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import write_report
+    from .provenance import resolve_run
+
+    src = Path(args.run)
+    if not src.exists():
+        _err(f"{args.run}: no such run folder")
+        return EXIT_USAGE
+    folder = resolve_run(src)
+    if not (folder / "summary.json").is_file():
+        _err(f"{args.run}: no summary.json (expected a run folder, its summary.json or a "
+             f"scenario's output folder)")
+        return EXIT_USAGE
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        problem = _writable_file(out, "--output")
+        if problem:
+            _err(problem)
+            return EXIT_USAGE
+    try:
+        written = write_report(folder, out)
+    except (ValueError, KeyError, OSError) as e:
+        _err(f"{folder}: cannot read the run ({type(e).__name__}: {e})")
+        return EXIT_USAGE
+    print(f"wrote {written}")
     return EXIT_OK
 
 
@@ -396,9 +452,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a fixed override applied to every run")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", metavar="ADDR")
-    p.add_argument("--out", metavar="DIR", help="output directory (default out/sweep-<name>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: a new out/sweep-<name>/<run id>/, with "
+                        "out/sweep-<name>/latest pointing at it)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("compare", help="put runs (or a sweep's grid points) side by side",
+                       description="Compare runs: per workload and domain, each run's key "
+                                   "figures beside the first one's, with the difference. A run "
+                                   "is a run folder, its summary.json, a scenario's output "
+                                   "folder (its latest run) or a sweep (each grid point).")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="the comparison as JSON")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run",
+                       description="Write a self-contained HTML report of a run (story, "
+                                   "tables, costs, plots, provenance) for a postmortem.")
+    p.add_argument("run", metavar="RUN",
+                   help="a run folder, its summary.json, or a scenario's output folder")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="where to write it (default RUN/report.html)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("validate", help="validate scenario files",
                        description="Validate scenarios; one line per problem, exit 2 if any.")

@@ -9,7 +9,7 @@ from rich.table import Table
 from .costs import COST_KEYS
 from .result import RunResult
 
-__all__ = ["outage_cost_line", "print_summary", "print_sweep"]
+__all__ = ["outage_cost_line", "print_compare", "print_summary", "print_sweep"]
 
 
 def _ms(v: float | None) -> str:
@@ -162,3 +162,48 @@ def print_sweep(result: dict, entries: list[dict], console: Console) -> None:
                   fmt(e, "amplification", 2), fmt(e, "peak_attempts_per_s", 0),
                   fmt(e, "p99_ms", 0))
     console.print(t)
+
+
+def _fmt(v: float | None, metric: str) -> str:
+    if v is None:
+        return "-"
+    if metric.endswith("_usd"):
+        return _usd(v)
+    if metric.endswith("_ms"):
+        return _ms(v)
+    if metric in ("success_rate", "amplification", "open_seconds") or not float(v).is_integer():
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    return _n(int(v))
+
+
+def _pct(p: float | None) -> str:
+    return "-" if p is None else f"{p:+.1f}%"
+
+
+def print_compare(cmp: dict, console: Console) -> None:
+    """Per workload and domain: each run's figure, and its difference to the first run."""
+    runs = cmp["runs"]
+    for i, r in enumerate(runs):
+        made = ", ".join(f"{k} {r[k]}" for k in ("scenario", "seed", "backend") if r.get(k))
+        over = " ".join(r.get("overrides") or []) or "no overrides"
+        console.print(f"[bold]{chr(65 + i) if i < 26 else i}[/bold] {r['label']}: {made}; "
+                      f"{over}")
+    if cmp["differs_in"]:
+        console.print(f"[yellow]note:[/yellow] the runs differ in "
+                      f"{', '.join(cmp['differs_in'])}")
+    letters = [chr(65 + i) if i < 26 else str(i) for i in range(len(runs))]
+    two = len(runs) == 2
+    for kind, title in (("workloads", "workload"), ("domains", "domain")):
+        for name, rows in cmp[kind].items():
+            cols = ["metric", letters[0]]
+            for x in letters[1:]:
+                cols += [x, "Δ", "Δ%"] if two else [x, f"Δ% {x}"]
+            body = []
+            for metric, r in rows.items():
+                row = [metric, _fmt(r["values"][0], metric)]
+                for v, d, p in zip(r["values"][1:], r["delta"], r["delta_pct"], strict=True):
+                    row += ([_fmt(v, metric), "-" if d is None else
+                             ("+" if d > 0 else "") + _fmt(d, metric), _pct(p)] if two
+                            else [_fmt(v, metric), _pct(p)])
+                body.append(row)
+            console.print(_table(f"{title} {name}", cols, body, left=("metric",)))

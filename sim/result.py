@@ -48,6 +48,17 @@ class RunResult:
         written[1].write_bytes(msgpack.packb(packed, use_bin_type=True))
         return written
 
+    @classmethod
+    def load(cls, folder: Path) -> RunResult:
+        """What :meth:`save` wrote (``summary.json``; ``series.msgpack`` when present)."""
+        summary = json.loads((folder / "summary.json").read_text())
+        arrays: dict[str, np.ndarray] = {}
+        series = folder / "series.msgpack"
+        if series.is_file():
+            for k, v in msgpack.unpackb(series.read_bytes(), raw=False).items():
+                arrays[k] = np.frombuffer(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+        return cls(summary, arrays)
+
     def save_trace(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(msgpack.packb(

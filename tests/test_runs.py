@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -116,3 +117,69 @@ def test_cost_fields_are_validated():
                 "workloads.diy-backoff.value_per_job_usd=1e300"):
         with pytest.raises(ScenarioError):
             load_scenario(path("stripe-5min-outage"), [bad])
+
+
+def _quick_run(out: Path, *extra: str) -> Path:
+    assert main(["run", "openai-429-storm", *QUICK, "--out", str(out), *extra]) == 0
+    return out
+
+
+def test_compare_two_known_runs(tmp_path, capsys):
+    a = _quick_run(tmp_path / "a")
+    b = _quick_run(tmp_path / "b", "--seed", "5", "--set",
+                   "workloads.0.arrivals.rate=40")
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b / "summary.json"), "--json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in cmp["runs"]] == ["a", "b"]
+    assert "seed" in cmp["differs_in"] and "overrides" in cmp["differs_in"]
+    sa = json.loads((a / "summary.json").read_text())["workloads"]
+    sb = json.loads((b / "summary.json").read_text())["workloads"]
+    name = next(iter(sa))
+    row = cmp["workloads"][name]["upstream_attempts"]
+    va, vb = sa[name]["upstream_attempts"], sb[name]["upstream_attempts"]
+    assert row["values"] == [va, vb] and row["delta"] == [vb - va]
+    assert row["delta_pct"] == [round(100 * (vb - va) / va, 2)]
+    assert main(["compare", str(a), str(b)]) == 0  # the table
+    text = capsys.readouterr().out
+    assert "Δ%" in text and "note: the runs differ in" in text
+
+
+def test_compare_a_sweeps_grid_points(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "openai-429-storm", "--seeds", "1", "--quiet", "--out", str(out),
+                 "--set", 'duration="3s"', "--set", 'drain="3s"',
+                 "--grid", "dam.limiter.rate=5,50"]) == 0
+    assert json.loads((out / "sweep.json").read_text())["provenance"]["grid"]
+    capsys.readouterr()
+    assert main(["compare", str(out), "--json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in cmp["runs"]] == ["dam.limiter.rate=5", "dam.limiter.rate=50"]
+    assert cmp["differs_in"] == ["overrides"]
+
+
+def test_compare_refuses_what_is_not_two_runs(tmp_path, capsys):
+    a = _quick_run(tmp_path / "a")
+    for argv in (["compare", str(a)], ["compare", str(a), str(tmp_path / "missing")],
+                 ["compare", str(a), str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("apidam: ") and "Traceback" not in err
+
+
+def test_report_is_one_self_contained_page_with_the_figures(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "openai-429-storm", "--quiet", "--set", 'duration="5s"', "--set",
+                 'drain="5s"', "--set", "costs.value_per_job_usd=3", "--out", str(run)]) == 0
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    s = json.loads((run / "summary.json").read_text())
+    assert s["scenario"] in page and s["trace_hash"] in page
+    for name, w in s["workloads"].items():
+        assert name in page and f"{w['jobs']:,}" in page and f"{w['cost_usd']:,.2f}" in page
+    assert page.count("src='data:image/png;base64,") >= 4
+    assert s["provenance"]["scenario_sha256"] in page
+    lowered = page.lower()
+    for external in ("src='http", 'src="http', "href=", "url(", "<script", "@import"):
+        assert external not in lowered
+    assert main(["report", str(tmp_path / "nothing")]) == 2
