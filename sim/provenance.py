@@ -72,9 +72,12 @@ def point_latest(base: Path, run: Path) -> None:
         os.replace(tmp, link)
     except OSError:
         tmp.unlink(missing_ok=True)
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        link.write_text(run.name + "\n")
+        try:
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            link.write_text(run.name + "\n")
+        except OSError:  # e.g. a folder of that name: the run is kept, only the pointer is not
+            pass
 
 
 def resolve_run(path: Path) -> Path:
