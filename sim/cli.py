@@ -221,7 +221,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress.close()
     result.summary["provenance"] = provenance(
         scenario_path=path, overrides=overrides, seed=sc.seed, seed_option=args.seed is not None,
-        backend=args.backend, placement=args.placement if args.backend == "ray" else None)
+        backend=args.backend, placement=args.placement if args.backend == "ray" else None,
+        argv=args.argv)
     _clear_artefacts(out)
     written = result.save(out)
     _keep_scenario(path, out)
@@ -294,7 +295,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     progress.close()
     result["provenance"] = provenance(
         scenario_path=path, overrides=list(args.set or []), seed=sc0.seed, seed_option=False,
-        backend=args.backend, placement=None)
+        backend=args.backend, placement=None, argv=args.argv)
     result["provenance"]["grid"] = list(args.grid or [])
     files = write_sweep(result, out)
     if base is not None:
@@ -509,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
     return int(args.func(args))
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
-import tomllib
 from pathlib import Path
 
 from .costs import COST_KEYS
 from .plots import plot
 from .report import outage_cost_line
 from .result import RunResult
+from .scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = ["render_report", "write_report"]
 
@@ -52,21 +52,24 @@ def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _world(scenario: dict, s: dict) -> str:
+def _arrivals(w) -> str:
+    a = w.arrivals
+    if a.process in ("poisson", "constant"):
+        return f"{a.process}, {a.rate:g}/s"
+    return a.process
+
+
+def _world(sc: Scenario | None, s: dict) -> str:
     parts = []
-    ups = scenario.get("upstreams") or []
-    if ups:
+    if sc is not None:
         parts.append("<h3>Upstream APIs</h3>" + _table(
             ["name", "url", "servers", "service", "own rate limit (req/s)", "queue"],
-            [[u.get("name"), u.get("url"), u.get("servers", 200), u.get("service", "20ms"),
-              u.get("rate_limit", 0) or "none", u.get("queue", 1000)] for u in ups]))
-    wls = scenario.get("workloads") or []
-    if wls:
+            [[u.name, u.url, u.servers, u.service, f"{u.rate_limit:g}" if u.rate_limit else
+              "none", u.queue] for u in sc.upstreams]))
         parts.append("<h3>Workloads</h3>" + _table(
-            ["name", "strategy", "upstream", "arrivals"],
-            [[w.get("name"), w.get("strategy", "diy"), w.get("upstream"),
-              ", ".join(f"{k} {v}" for k, v in (w.get("arrivals") or {}).items())]
-             for w in wls]))
+            ["name", "strategy", "upstream", "arrivals", "payload bytes"],
+            [[w.name, w.strategy, w.upstream, _arrivals(w), _num(w.payload_bytes)]
+             for w in sc.workloads]))
     if s.get("outages"):
         parts.append("<h3>Outage windows</h3>" + _table(
             ["where", "mode", "from (s)", "to (s)"],
@@ -75,22 +78,17 @@ def _world(scenario: dict, s: dict) -> str:
     return "".join(parts)
 
 
-def render_report(result: RunResult, scenario_text: str | None = None) -> str:
+def render_report(result: RunResult, sc: Scenario | None = None) -> str:
+    """The page; ``sc``: the scenario as run (its story and world), when it can be loaded."""
     s = result.summary
-    scenario = {}
-    if scenario_text:
-        try:
-            scenario = tomllib.loads(scenario_text)
-        except tomllib.TOMLDecodeError:
-            scenario = {}
     wl = s["workloads"]
     body = [f"<h1>{_e(s['scenario'])}</h1>",
             f"<p class='note'>seed {_e(s['seed'])} · {_e(s['backend'])} · "
             f"{_e(s['sim_seconds'])} s simulated · {s['events']:,} events · "
             f"trace {_e(s['trace_hash'])}</p>"]
-    if scenario.get("description"):
-        body.append(f"<div class='story'>{_e(scenario['description'].strip())}</div>")
-    body.append("<h2>The world</h2>" + _world(scenario, s))
+    if sc is not None and sc.description:
+        body.append(f"<div class='story'>{_e(sc.description.strip())}</div>")
+    body.append("<h2>The world</h2>" + _world(sc, s))
     body.append("<h2>What happened</h2>" + _table(
         ["workload", "strategy", "jobs", "succeeded", "failed", "pending", "deduped",
          "upstream attempts", "amplification", "peak attempts/s", "duplicate executions",
@@ -131,10 +129,25 @@ def render_report(result: RunResult, scenario_text: str | None = None) -> str:
             + "".join(body) + "</body></html>\n")
 
 
+def _scenario_as_run(folder: Path, summary: dict) -> Scenario | None:
+    """The run's scenario file with the overrides it ran with (None if it cannot be loaded,
+    e.g. a run made before scenarios were copied, or by another version's schema)."""
+    path = folder / "scenario.toml"
+    if not path.is_file():
+        return None
+    prov = summary.get("provenance") or {}
+    overrides = list(prov.get("overrides") or [])
+    if prov.get("seed_source") == "--seed":
+        overrides.append(f"seed={prov.get('seed')}")
+    try:
+        return load_scenario(path, overrides)
+    except ScenarioError:
+        return None
+
+
 def write_report(folder: Path, out: Path | None = None) -> Path:
     result = RunResult.load(folder)
-    sc = folder / "scenario.toml"
-    text = sc.read_text(encoding="utf-8", errors="replace") if sc.is_file() else None
     out = out or folder / "report.html"
-    out.write_text(render_report(result, text), encoding="utf-8")
+    out.write_text(render_report(result, _scenario_as_run(folder, result.summary)),
+                   encoding="utf-8")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_the_summary_records_how_the_run_was_made(tmp_path):
     assert p["seed"] == 11 and p["seed_source"] == "--seed"
     assert p["overrides"] == ['duration="5s"', 'drain="5s"']
     assert p["backend"] == "local" and p["apidam_version"] and p["started_at"].endswith("+00:00")
-    assert p["command"][0] == "apidam"
+    assert p["command"][:3] == ["apidam", "run", "openai-429-storm"]
     assert (out / "scenario.toml").read_bytes() == scenario.read_bytes()
     assert main(["run", "openai-429-storm", *QUICK, "--set", "seed=3", "--out", str(out)]) == 0
     p = json.loads((out / "summary.json").read_text())["provenance"]
@@ -179,6 +180,10 @@ def test_report_is_one_self_contained_page_with_the_figures(tmp_path, capsys):
         assert name in page and f"{w['jobs']:,}" in page and f"{w['cost_usd']:,.2f}" in page
     assert page.count("src='data:image/png;base64,") >= 4
     assert s["provenance"]["scenario_sha256"] in page
+    sc = load_scenario(path("openai-429-storm"))
+    assert html.escape(sc.description.strip()[:60], quote=True) in page  # the story
+    assert "Upstream APIs" in page and sc.upstreams[0].url in page
+    assert ("Outage windows" in page) == bool(s["outages"])
     lowered = page.lower()
     for external in ("src='http", 'src="http', "href=", "url(", "<script", "@import"):
         assert external not in lowered
