@@ -98,7 +98,8 @@ def build(sc: Scenario, base_dir: Path | None = None) -> tuple[Topology, list[Ac
     """Actors in id order, their group names, and the shared Metrics."""
     rs = resolve(sc)
     topo = Topology(rs)
-    metrics = Metrics([w.name for w in rs.workloads], topo.domains, topo.horizon)
+    metrics = Metrics([w.name for w in rs.workloads], topo.domains, topo.horizon,
+                      [(w.name, w.start_us, w.end_us) for w in rs.windows])
     actors: list[Actor] = []
     groups: list[str] = []
 

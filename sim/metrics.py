@@ -16,14 +16,19 @@ import numpy as np
 
 from engine.units import US_PER_S as S
 
-__all__ = ["Metrics"]
+__all__ = ["PEAK_BIN_US", "WINDOW_COUNTS", "Metrics"]
 
 CHUNK = 3600  # seconds of series allocated at a time
 
 
 
+PEAK_BIN_US = 100_000  # the short bins of ``peak_attempts_per_100ms``
+WINDOW_COUNTS = ("jobs", "succeeded", "failed", "completed", "attempts")
+
+
 class Metrics:
-    def __init__(self, workloads: list[str], domains: list[str], horizon_us: int) -> None:
+    def __init__(self, workloads: list[str], domains: list[str], horizon_us: int,
+                 windows: list[tuple[str, int, int]] = ()) -> None:
         self.workloads = list(workloads)
         self.domains = list(domains)
         self.horizon_s = horizon_us // S + 1  # the last second a series can have
@@ -50,6 +55,17 @@ class Metrics:
         self.latency = [array("d") for _ in range(nw)]
         self.delivery_latency = [array("d") for _ in range(nw)]
         self.dropped_messages = 0
+        # the busiest 100 ms per workload, tracked as a stream (attempts come in time order
+        # at each upstream; a workload's attempts all reach one upstream)
+        self.peak_bin = [-1] * nw
+        self.bin_count = [0] * nw
+        self.peak_100ms = [0] * nw
+        # [[windows]]: (name, start µs, end µs); per window, counters by workload: jobs that
+        # arrived in it and how many of them succeeded / failed (whenever decided), jobs that
+        # succeeded within it (goodput), attempts made within it; latencies of its arrivals
+        self.windows = [tuple(w) for w in windows]
+        self.win = [{k: [0] * nw for k in WINDOW_COUNTS} for _ in self.windows]
+        self.win_latency = [[array("d") for _ in range(nw)] for _ in self.windows]
 
     def domain_index(self, domain: str) -> int:
         return self.domains.index(domain)
@@ -71,11 +87,31 @@ class Metrics:
             self.n = n
         return sec
 
+    def arrival(self, w: int, now: int) -> None:
+        """A job of workload ``w`` arrives at ``now``."""
+        self.count["jobs"][w] += 1
+        if self.windows:
+            for k, (_, start, end) in enumerate(self.windows):
+                if start <= now < end:
+                    self.win[k]["jobs"][w] += 1
+
     def attempt(self, w: int, now: int, d: int, dam: bool) -> None:
         sec = now // S
         if sec >= self.n:
             sec = self._grow(sec)
         self.attempts_series[w][sec] += 1
+        b = now // PEAK_BIN_US
+        if b != self.peak_bin[w]:
+            self.peak_bin[w] = b
+            self.bin_count[w] = 1
+        else:
+            self.bin_count[w] += 1
+        if self.bin_count[w] > self.peak_100ms[w]:
+            self.peak_100ms[w] = self.bin_count[w]
+        if self.windows:
+            for k, (_, start, end) in enumerate(self.windows):
+                if start <= now < end:
+                    self.win[k]["attempts"][w] += 1
         count = self.count
         count["upstream_attempts"][w] += 1
         if dam:
@@ -126,6 +162,15 @@ class Metrics:
             if sec >= self.n:
                 sec = self._grow(sec)
             self.goodput_series[w][sec] += 1
+        if self.windows:
+            arrived = now - latency_us
+            for k, (_, start, end) in enumerate(self.windows):
+                c = self.win[k]
+                if start <= arrived < end:
+                    c["succeeded" if ok else "failed"][w] += 1
+                    self.win_latency[k][w].append(latency_us / 1000.0)
+                if ok and start <= now < end:
+                    c["completed"][w] += 1
 
     # -- merging and export --------------------------------------------------------------------
     def merge(self, other: Metrics) -> None:
@@ -163,6 +208,15 @@ class Metrics:
         for a, b in zip(self.delivery_latency, other.delivery_latency, strict=True):
             a.extend(b)
         self.dropped_messages += other.dropped_messages
+        self.peak_100ms = [max(a, b) for a, b in zip(self.peak_100ms, other.peak_100ms,
+                                                     strict=True)]
+        for mine, theirs in zip(self.win, other.win, strict=True):
+            for k, v in theirs.items():
+                for i, x in enumerate(v):
+                    mine[k][i] += x
+        for mine, theirs in zip(self.win_latency, other.win_latency, strict=True):
+            for a, b in zip(mine, theirs, strict=True):
+                a.extend(b)
 
     def to_state(self) -> dict:
         """A msgpack-friendly snapshot (for shipping between processes)."""
@@ -179,11 +233,13 @@ class Metrics:
             "latency": [a.tobytes() for a in self.latency],
             "delivery_latency": [a.tobytes() for a in self.delivery_latency],
             "dropped_messages": self.dropped_messages,
+            "peak_100ms": self.peak_100ms, "windows": self.windows, "win": self.win,
+            "win_latency": [[a.tobytes() for a in row] for row in self.win_latency],
         }
 
     @classmethod
     def from_state(cls, st: dict) -> Metrics:
-        m = cls(st["workloads"], st["domains"], (st["horizon_s"] - 1) * S)
+        m = cls(st["workloads"], st["domains"], (st["horizon_s"] - 1) * S, st["windows"])
         m.n = st["n"]
         m.attempts_series = st["attempts_series"]
         m.goodput_series = st["goodput_series"]
@@ -202,6 +258,11 @@ class Metrics:
         for arr, raw in zip(m.delivery_latency, st["delivery_latency"], strict=True):
             arr.frombytes(raw)
         m.dropped_messages = st["dropped_messages"]
+        m.peak_100ms = st["peak_100ms"]
+        m.win = st["win"]
+        for row, raws in zip(m.win_latency, st["win_latency"], strict=True):
+            for arr, raw in zip(row, raws, strict=True):
+                arr.frombytes(raw)
         return m
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -105,6 +105,8 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             "dam_attempts": c["dam_attempts"][i],
             "amplification": round(attempts / logical, 4) if logical else None,
             "peak_attempts_per_s": int(series.max()) if series.size else 0,
+            # the busiest 100 ms, as a rate per second (1 s bins hide retry waves)
+            "peak_attempts_per_100ms": metrics.peak_100ms[i] * 10,
             "duplicate_executions": c["duplicates"][i],
             "dam_observed_duplicates": c["dam_duplicates"][i],
             "latency_ms": _pcts(metrics.latency[i]),
@@ -152,6 +154,22 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
     for o in rs.dam.outages:
         outages.append({"region": o.region, "start_s": o.start / S, "end_s": o.end / S,
                         "mode": "region_down"})
+    windows = {}
+    for k, (wname, start, end) in enumerate(metrics.windows):
+        c = metrics.win[k]
+        span = (min(end, sim_us) - start) / S if sim_us > start else 0.0
+        windows[wname] = {"start_s": start / S, "end_s": end / S}
+        for i, w in enumerate(sc.workloads):
+            jobs, ok, failed = c["jobs"][i], c["succeeded"][i], c["failed"][i]
+            lat = _pcts(metrics.win_latency[k][i])
+            windows[wname][w.name] = {
+                "jobs": jobs, "succeeded": ok, "failed": failed,
+                "success_rate": round(ok / (ok + failed), 6) if ok + failed else None,
+                "goodput_per_s": round(c["completed"][i] / span, 3) if span > 0 else None,
+                "upstream_attempts": c["attempts"][i],
+                "amplification": round(c["attempts"][i] / jobs, 4) if jobs else None,
+                "latency_ms": {"p50": lat["p50"], "p99": lat["p99"]},
+            }
     summary = {
         "scenario": sc.name,
         "seed": sc.seed,
@@ -164,6 +182,7 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
         "workloads": workloads,
         "domains": domains,
         "outages": outages,
+        **({"windows": windows} if windows else {}),
         "dropped_messages": metrics.dropped_messages,
         **(extra or {}),
     }

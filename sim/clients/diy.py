@@ -86,7 +86,7 @@ class DiyClient(ClientBase):
             self.next_n += 1
 
     def _on_arrive(self, msg: Arrive, now: int) -> None:
-        self.metrics.add("jobs", self.index)
+        self.metrics.arrival(self.index, now)
         if self.active < self.cap:
             self._begin(msg.n, now, now)
         else:

@@ -31,7 +31,7 @@ class FrugalClient(ClientBase):
 
     def _on_arrive(self, msg: Arrive, now: int) -> None:
         n = msg.n
-        self.metrics.add("jobs", self.index)
+        self.metrics.arrival(self.index, now)
         self.arrived_at[n] = now
         self.metrics.add("egress_bytes", self.index, self.nbytes)
         self.send(self.upstream, now + self.link_up,

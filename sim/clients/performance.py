@@ -22,11 +22,11 @@ class PerformanceClient(ClientBase):
         for t in times:
             n = self.next_n
             self.next_n += 1
-            m.add("jobs", i)
+            m.arrival(i, t)
             m.add("egress_bytes", i, nbytes)
             self.send(gw, t + link, Submit(i, n, t))
             if resubmit and self.u.random() < resubmit:
                 # the client did not see the answer and submits again a second later
-                m.add("jobs", i)
+                m.arrival(i, t + S)
                 m.add("egress_bytes", i, nbytes)
                 self.send(gw, t + S + link, Submit(i, n, t + S))

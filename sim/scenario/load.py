@@ -187,6 +187,19 @@ def _checks(sc: Scenario) -> None:
             err(f"$.dam.webhook_schedule[{i}]", "the schedule must not go back in time "
                                                  f"({sc.dam.webhook_schedule[i]} after "
                                                  f"{sc.dam.webhook_schedule[i - 1]})")
+    horizon = duration + dur(sc.drain)
+    seen_windows: set[str] = set()
+    for i, w in enumerate(sc.windows):
+        if w.name in seen_windows:
+            err(f"$.windows[{i}].name", f"window {w.name!r} is defined twice")
+        seen_windows.add(w.name)
+        if dur(w.end) <= dur(w.start):
+            err(f"$.windows[{i}].end", "must be after start")
+        if dur(w.start) >= horizon:
+            err(f"$.windows[{i}].start", f"must be before the run ends (duration + drain = "
+                                         f"{format_duration(horizon)})")
+    if len(sc.windows) > 64:
+        err("$.windows", "at most 64 windows")
     for i, o in enumerate(sc.dam.outages):
         if o.region not in regions:
             err(f"$.dam.outages[{i}].region", f"not one of the dam's regions {regions}")

@@ -47,6 +47,7 @@ __all__ = [
     "ResolvedScenario",
     "SegmentSpec",
     "UpstreamSpec",
+    "WindowSpec",
     "WorkloadSpec",
     "receiver_spec",
     "resolve",
@@ -196,6 +197,12 @@ class NetworkSpec(_R):
     between_regions_us: dict[str, int]  # "a-b" for every ordered pair of dam regions
 
 
+class WindowSpec(_R):
+    name: str
+    start_us: int
+    end_us: int
+
+
 class ResolvedScenario(_R):
     scenario: Scenario  # as written (names, costs, descriptions)
     duration_us: int
@@ -205,6 +212,7 @@ class ResolvedScenario(_R):
     upstreams: tuple[UpstreamSpec, ...]
     receivers: tuple[ReceiverSpec, ...]
     workloads: tuple[WorkloadSpec, ...]
+    windows: tuple[WindowSpec, ...] = ()
 
     @property
     def horizon_us(self) -> int:
@@ -315,4 +323,6 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         network=NetworkSpec(client_to_gateway_us=us(net.client_to_gateway),
                             intra_us=us(net.intra_region), to_upstream_us=us(net.to_upstream),
                             between_regions_us=pairs),
-        dam=dam, upstreams=upstreams, receivers=receivers, workloads=tuple(workloads))
+        dam=dam, upstreams=upstreams, receivers=receivers, workloads=tuple(workloads),
+        windows=tuple(WindowSpec(name=w.name, start_us=us(w.start), end_us=us(w.end))
+                      for w in sc.windows))

@@ -29,7 +29,8 @@ __all__ = [
     "Budget", "ClientBreakerCfg",
     "ConcurrentRetryBudget", "Costs", "Dam", "Diy", "Frugal", "Latency", "Limiter", "Network",
     "Outage", "Pacing", "RateLimiter", "Receiver", "RegionOutage", "RetryQuota", "Scenario",
-    "ScenarioError", "Segment", "Upstream", "Workload", "format_duration", "parse_duration",
+    "ScenarioError", "Segment", "Upstream", "Window", "Workload", "format_duration",
+    "parse_duration",
 ]
 
 DEFAULT_REGION_LATENCY = "25ms"  # one way, between dam regions the scenario does not list
@@ -314,6 +315,15 @@ class Network(_S, kw_only=True):
     regions: dict[str, Duration] = msgspec.field(default_factory=dict)  # "iad-lax" = "30ms"
 
 
+class Window(_S, kw_only=True):
+    """``[[windows]]``: a stretch of the run measured on its own (e.g. before / during / after
+    the outage): ``windows.<name>.<workload>`` in ``summary.json``."""
+
+    name: Name
+    start: Duration
+    end: Duration
+
+
 class Costs(_S, kw_only=True):
     egress_usd_per_gb: Rate = 0.09
     invocation_usd_per_million: Rate = 0.20
@@ -336,6 +346,7 @@ class Scenario(_S, kw_only=True):
     upstreams: list[Upstream]
     receivers: list[Receiver] = msgspec.field(default_factory=list)
     workloads: list[Workload]
+    windows: list[Window] = msgspec.field(default_factory=list)
     costs: Costs = Costs()
 
     def upstream(self, name: str) -> Upstream:
