@@ -99,6 +99,15 @@ def render_report(result: RunResult, sc: Scenario | None = None) -> str:
           _num(w["duplicate_executions"]), _num(w["latency_ms"]["p50"]),
           _num(w["latency_ms"]["p99"]), _num(w["webhooks"]["delivered"]),
           _num(w["webhooks"]["undelivered"])] for n, w in wl.items()]))
+    if s.get("windows"):
+        rows = [[wname, name, _num(w["jobs"]), _num(w["success_rate"]), _num(w["goodput_per_s"]),
+                 _num(w["upstream_attempts"]), _num(w["amplification"]),
+                 _num(w["latency_ms"]["p99"])]
+                for wname, win in s["windows"].items()
+                for name, w in win.items() if isinstance(w, dict)]
+        body.append("<h2>Windows</h2>" + _table(
+            ["window", "workload", "jobs", "success rate", "goodput/s", "upstream attempts",
+             "amplification", "p99 ms"], rows))
     line = outage_cost_line(s)
     body.append("<h2>What it cost (USD)</h2>" + _table(
         ["workload", *COST_KEYS, "total"],

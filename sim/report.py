@@ -94,6 +94,22 @@ def print_summary(result: RunResult, console: Console | None = None, *,
     console.print(_table("Domains (the dam's traffic)", ["domain", "permits", "attempts",
                                                          "max/s", "backlog", "opens", "open",
                                                          "probes"], rows, left=("domain",)))
+    if s.get("windows"):
+        rows = []
+        for wname, win in s["windows"].items():
+            for name, w in win.items():
+                if not isinstance(w, dict):
+                    continue
+                rate = w["success_rate"]
+                rows.append([wname, name, _n(w["jobs"]),
+                             "-" if rate is None else f"{rate:.1%}",
+                             "-" if w["goodput_per_s"] is None else f"{w['goodput_per_s']:,.1f}",
+                             _n(w["upstream_attempts"]),
+                             "-" if w["amplification"] is None else f"{w['amplification']:.2f}",
+                             _ms(w["latency_ms"]["p99"])])
+        console.print(_table("Windows", ["window", "workload", "jobs", "ok", "goodput/s",
+                                         "attempts", "ampl.", "p99"], rows,
+                             left=("window", "workload")))
     line = outage_cost_line(s)
     if line:
         console.print(line)

@@ -72,3 +72,17 @@ def test_bad_windows_are_refused_with_their_path(windows, where, what):
     with pytest.raises(ScenarioError) as e:
         load_scenario(path("openai-429-storm"), [f"windows={windows}"])
     assert any(where in line and what in line for line in e.value.lines())
+
+
+def test_the_windows_table_fits_and_the_report_has_it(storm, tmp_path):
+    from rich.console import Console
+
+    from sim.html_report import render_report
+    from sim.report import print_summary
+
+    c = Console(width=100, record=True)
+    print_summary(storm[1], c)
+    text = c.export_text()
+    table = text[text.index("Windows"):text.index("Cost of the run")].splitlines()
+    assert len(table) >= 2 + 3 * 5 and max(len(line) for line in table) <= 100
+    assert "<h2>Windows</h2>" in render_report(storm[1], storm[0])
