@@ -108,6 +108,8 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             # the busiest 100 ms, as a rate per second (1 s bins hide retry waves)
             "peak_attempts_per_100ms": metrics.peak_100ms[i] * 10,
             "duplicate_executions": c["duplicates"][i],
+            # attempts an upstream served after the caller had timed out (abandoned work)
+            "wasted_work": c["wasted_work"][i],
             "dam_observed_duplicates": c["dam_duplicates"][i],
             "latency_ms": _pcts(metrics.latency[i]),
             "delivery_latency_ms": _pcts(metrics.delivery_latency[i]),

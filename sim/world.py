@@ -152,7 +152,15 @@ class Upstream(Actor):
 
     def start(self, now: int) -> None:
         idx = {n: i for i, n in enumerate(self.region_names)}
-        self.outages = OutageTable(self.cfg.outages, idx)
+        self.outages = OutageTable([o for o in self.cfg.outages if o.mode != "capacity"], idx)
+        total = self.cfg.servers
+        # capacity windows: (start, end, servers left); servers beyond that finish their
+        # current work, then take none until the window ends
+        self.capacity = [(o.start_us, o.end_us,
+                          o.servers if o.servers is not None
+                          else max(1, round(o.fraction * total)))
+                         for o in self.cfg.outages if o.mode == "capacity"]
+        self.parked: list[int] = []
         self.latency = []
         for name in self.region_names:
             lat = self.cfg.region_latency.get(name, self.cfg.latency)
@@ -160,6 +168,27 @@ class Upstream(Actor):
         self.uniform = BlockRandom(self.rng).random
         self._service_buf: list[int] = []
         self._service_i = 0
+
+    def _set_capacity(self, now: int) -> None:
+        """Park or bring back servers so that as many are active as the windows at ``now``
+        allow (checked lazily, on each request: only requests use servers)."""
+        want = self.cfg.servers
+        for start, end, n in self.capacity:
+            if start <= now < end and n < want:
+                want = n
+        servers = self.servers
+        if len(servers) == want:
+            return
+        servers.sort()
+        if len(servers) > want:  # the busiest leave once their current request is done
+            self.parked.extend(servers[want:])
+            del servers[want:]
+        else:
+            self.parked.sort()
+            back = self.parked[:want - len(servers)]
+            del self.parked[:len(back)]
+            servers.extend(t if t > now else now for t in back)
+            servers.sort()
 
     def _service(self) -> int:
         i = self._service_i
@@ -202,6 +231,8 @@ class Upstream(Actor):
                 return
             self.tokens -= 1.0
         # capacity: FCFS over `servers`, bounded waiting line
+        if self.capacity:
+            self._set_capacity(now)
         waiting = self.waiting
         while waiting and waiting[0] <= now:
             waiting.popleft()
@@ -211,10 +242,15 @@ class Upstream(Actor):
                          workload)
             return
         begin = free if free > now else now
-        heapq.heapreplace(self.servers, begin + self._service())
+        service = self._service()
+        if factor != 1.0:  # a slow outage holds the server longer too
+            service = int(service * factor)
+        heapq.heapreplace(self.servers, begin + service)
         if begin > now:
             waiting.append(begin)
         done = begin + max(self.min_rtt, int(self.latency[region]() * factor))
+        if done > deadline:
+            m.add("wasted_work", workload)  # served for a caller that already gave up
         # the side effect happens whether or not the caller is still waiting
         if idem and cfg.idempotency and logical in self.keyed_done:
             pass  # replayed from the idempotency cache: no new side effect

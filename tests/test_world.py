@@ -128,3 +128,56 @@ def test_overlapping_outages_first_matching_window_applies():
     probe, _, _ = run_upstream(cfg, [(0, 1, 1, 2 * S, False, 0), (0, 2, 0, 2 * S, False, 0)])
     got = {msg.tag: (msg.status, msg.error) for _, msg in probe.answers}
     assert got[0] == (None, "timeout") and got[1] == (502, None)
+
+
+def test_capacity_outage_parks_servers_for_its_window_then_brings_them_back():
+    cfg = upstream_cfg(servers=10, service="10ms", queue=100_000,
+                       latency={"median": "1ms", "p99": "1ms"},
+                       outages=[{"start": "2s", "end": "4s", "mode": "capacity", "servers": 2}])
+    reqs = [(i * 2 * MS, i, 0, 60 * S, False, 0) for i in range(3000)]  # 500/s for 6 s
+    probe, up, _ = run_upstream(cfg, reqs)
+    lat = {msg.tag: t - (msg.tag * 2 * MS + MS) for t, msg in probe.answers}
+    before = np.mean([lat[i] for i in range(0, 1000)])  # 0-2 s: 10 servers, 50 % busy
+    during = np.mean([lat[i] for i in range(1000, 2000)])  # 2-4 s: 2 servers, 250 % busy
+    assert before < 20 * MS and during > 500 * MS  # a queue builds while capacity is lost
+    assert lat[2999] < during  # ... and drains once the servers are back
+    assert len(up.servers) == 10 and up.parked == []
+
+
+def test_capacity_outage_fraction_and_validation():
+    from shortened import path
+
+    from sim.scenario import ScenarioError, load_scenario
+
+    cfg = upstream_cfg(servers=8, outages=[{"start": "0s", "end": "1s", "mode": "capacity",
+                                            "fraction": 0.25}])
+    _, up, _ = run_upstream(cfg, [(0, 0, 0, S, False, 0)])
+    assert len(up.servers) == 2  # 25 % of 8, during the window
+    for bad, where in (("upstreams.0.outages=[{start=\"1s\",end=\"2s\",mode=\"capacity\","
+                        "regions=[\"iad\"]}]", ".regions"),
+                       ("upstreams.0.outages=[{start=\"1s\",end=\"2s\",mode=\"error\","
+                        "servers=3}]", ".servers")):
+        with pytest.raises(ScenarioError) as e:
+            load_scenario(path("openai-429-storm"), [bad])
+        assert any(where in line for line in e.value.lines())
+
+
+def test_a_slow_outage_holds_the_servers_longer():
+    base = dict(servers=1, service="20ms", queue=1000, latency={"median": "1ms", "p99": "1ms"})
+    normal = run_upstream(upstream_cfg(**base), [(0, i, 0, 60 * S, False, 0)
+                                                 for i in range(200)])[0]
+    slow = run_upstream(upstream_cfg(**base, outages=[
+        {"start": "0s", "end": "100s", "mode": "slow", "factor": 5.0}]),
+        [(0, i, 0, 600 * S, False, 0) for i in range(200)])[0]
+    last = max(t for t, _ in normal.answers)
+    last_slow = max(t for t, _ in slow.answers)
+    assert 3.5 < last_slow / last < 6.5  # ~5x the busy time for the same work
+
+
+def test_work_served_after_the_caller_gave_up_is_counted_as_wasted():
+    cfg = upstream_cfg(servers=1, service="100ms", queue=1000,
+                       latency={"median": "1ms", "p99": "1ms"})
+    probe, up, m = run_upstream(cfg, [(0, i, 0, 150 * MS, False, 0) for i in range(20)])
+    timeouts = sum(1 for _, msg in probe.answers if msg.error == "timeout")
+    assert timeouts >= 15 and m.count["wasted_work"][0] == timeouts
+    assert len(up.ledger) == 20  # every request was executed: the side effects happened

@@ -243,6 +243,15 @@ def _checks(sc: Scenario) -> None:
             _check_latency(lat, f"{p}.region_latency.{r}", err)
         for j, o in enumerate(u.outages):
             _check_outage(o, f"{p}.outages[{j}]", [*regions, "client"], err)
+            if o.mode == "capacity":
+                if o.regions:
+                    err(f"{p}.outages[{j}].regions", "a capacity outage applies to every "
+                                                     "caller (the servers are the API's)")
+                if o.servers is not None and o.servers > u.servers:
+                    err(f"{p}.outages[{j}].servers", f"at most the upstream's {u.servers} "
+                                                     f"servers")
+            elif o.servers is not None:
+                err(f"{p}.outages[{j}].servers", "only for mode = \"capacity\"")
 
     rnames = [r.name for r in sc.receivers]
     if len(set(rnames)) != len(rnames):
@@ -256,6 +265,9 @@ def _checks(sc: Scenario) -> None:
         _check_latency(r.latency, f"$.receivers[{i}].latency", err)
         for j, o in enumerate(r.outages):
             _check_outage(o, f"$.receivers[{i}].outages[{j}]", regions, err)
+            if o.mode == "capacity":
+                err(f"$.receivers[{i}].outages[{j}].mode", "receivers have no servers to lose "
+                                                           "(error, slow, blackhole, partial)")
 
     wnames = [w.name for w in sc.workloads]
     if not wnames:

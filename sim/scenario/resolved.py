@@ -69,12 +69,13 @@ class LatencySpec(_R):
 class OutageSpec(_R):
     start_us: int
     end_us: int
-    mode: str  # error | slow | blackhole | partial
+    mode: str  # error | slow | blackhole | partial | capacity
     statuses: dict[int, float]  # status -> weight > 0, by status
     fraction: float
     factor: float
     regions: tuple[str, ...]  # empty: every region
     retry_after_us: int | None
+    servers: int | None = None  # capacity: servers left (None: ``fraction`` of them)
 
 
 class UpstreamSpec(_R):
@@ -229,7 +230,7 @@ def _outage(o: Outage) -> OutageSpec:
         start_us=parse_duration(o.start), end_us=parse_duration(o.end), mode=o.mode,
         statuses={int(k): w for k, w in sorted(o.statuses.items(), key=lambda kv: int(kv[0]))
                   if w > 0},
-        fraction=o.fraction, factor=o.factor, regions=tuple(o.regions),
+        fraction=o.fraction, factor=o.factor, regions=tuple(o.regions), servers=o.servers,
         retry_after_us=parse_duration(o.retry_after) if o.retry_after else None)
 
 

@@ -105,11 +105,12 @@ class Latency(_S, kw_only=True):
 class Outage(_S, kw_only=True):
     start: Duration
     end: Duration
-    mode: Literal["error", "slow", "blackhole", "partial"] = "error"
+    mode: Literal["error", "slow", "blackhole", "partial", "capacity"] = "error"
     statuses: dict[str, Annotated[float, msgspec.Meta(ge=0, le=1e9)]] = msgspec.field(
         default_factory=lambda: {"503": 1.0})
     fraction: Fraction = 0.5
     factor: Factor = 10.0
+    servers: Annotated[int, msgspec.Meta(ge=1, le=MAX_SERVERS)] | None = None  # capacity
     retry_after: Duration | None = None
     regions: list[str] = msgspec.field(default_factory=list)
 
