@@ -38,6 +38,7 @@ class Topology:
         self.client_region = self.place_idx["client"]
         self.intra = net.intra_us
         self.to_upstream = net.to_upstream_us
+        self.jitter = (net.jitter_kind, net.jitter_scale_us)  # sim.jitter.link_jitter's args
         self.client_to_gateway = net.client_to_gateway_us
         self._between = net.between_regions_us
         self.duration = rs.duration_us
@@ -117,10 +118,11 @@ def build(sc: Scenario, base_dir: Path | None = None) -> tuple[Topology, list[Ac
         add(Dispatcher(r, topo), "dispatchers", topo.dispatcher_ids[r])
     dam_senders = set(topo.region_ids.values())
     for u in rs.upstreams:
-        add(Upstream(u, topo.place_names, metrics, dam_senders, topo.to_upstream), "world",
+        add(Upstream(u, topo.place_names, metrics, dam_senders, topo.to_upstream, topo.jitter),
+            "world",
             topo.upstream_ids[u.domain])
     for r in rs.receivers:
-        add(Receiver(r, topo.place_names, metrics, topo.to_upstream), "world",
+        add(Receiver(r, topo.place_names, metrics, topo.to_upstream, topo.jitter), "world",
             topo.receiver_ids[r.domain])
     for w in rs.workloads:
         add(make_client(w, topo, metrics, base_dir), "world", topo.client_ids[w.index])

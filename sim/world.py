@@ -31,6 +31,7 @@ import numpy as np
 from engine.retry import BlockRandom
 from engine.units import US_PER_S
 
+from .jitter import link_jitter
 from .kernel import Actor
 from .messages import HookRequest, HookResponse, Request, Response
 from .metrics import Metrics
@@ -126,8 +127,10 @@ class Upstream(Actor):
     }
 
     def __init__(self, cfg: UpstreamSpec, region_names: list[str], metrics: Metrics,
-                 dam_senders: set[int], min_rtt: int) -> None:
+                 dam_senders: set[int], min_rtt: int,
+                 jitter: tuple[str, int] = ("none", 0)) -> None:
         self.name = cfg.name
+        self.jitter_spec = jitter
         self.domain = cfg.domain
         self.cfg = cfg
         self.region_names = region_names  # index -> name; the last index is "client"
@@ -166,6 +169,7 @@ class Upstream(Actor):
             lat = self.cfg.region_latency.get(name, self.cfg.latency)
             self.latency.append(LatencySampler(lat, self.rng))
         self.uniform = BlockRandom(self.rng).random
+        self.jitter = link_jitter(*self.jitter_spec, self.rng)  # on the way back
         self._service_buf: list[int] = []
         self._service_i = 0
 
@@ -249,6 +253,8 @@ class Upstream(Actor):
         if begin > now:
             waiting.append(begin)
         done = begin + max(self.min_rtt, int(self.latency[region]() * factor))
+        if self.jitter is not None:
+            done += self.jitter()
         if done > deadline:
             m.add("wasted_work", workload)  # served for a caller that already gave up
         # the side effect happens whether or not the caller is still waiting
@@ -265,7 +271,8 @@ class Upstream(Actor):
 
     def _fast(self, now: int, region: int) -> int:
         """When a fast answer (an error, a 429, a shed 503) reaches the caller."""
-        return now + max(self.min_rtt, self.latency[region]() // 4)
+        at = now + max(self.min_rtt, self.latency[region]() // 4)
+        return at + self.jitter() if self.jitter is not None else at
 
     def _answer(self, reply_to: int, tag, status: int, at: int, deadline: int,
                 retry_after: int | None, workload: int) -> None:
@@ -286,9 +293,10 @@ class Receiver(Actor):
     HANDLERS: ClassVar[dict[type, str]] = {HookRequest: "_on_request"}
 
     def __init__(self, cfg: ReceiverSpec, region_names: list[str], metrics: Metrics,
-                 min_rtt: int) -> None:
+                 min_rtt: int, jitter: tuple[str, int] = ("none", 0)) -> None:
         self.name = cfg.name
         self.min_rtt = min_rtt
+        self.jitter_spec = jitter
         self.cfg = cfg
         self.region_names = region_names
         self.metrics = metrics
@@ -299,6 +307,7 @@ class Receiver(Actor):
                                                       enumerate(self.region_names)})
         self.latency = LatencySampler(self.cfg.latency, self.rng)
         self.uniform = BlockRandom(self.rng).random
+        self.jitter = link_jitter(*self.jitter_spec, self.rng)
 
     def _on_request(self, msg: HookRequest, now: int) -> None:
         reply_to, tag, deadline = msg.reply_to, msg.tag, msg.deadline
@@ -316,6 +325,8 @@ class Receiver(Actor):
             elif mode == "slow":
                 lat = int(lat * outage.factor)
         at = now + max(self.min_rtt, lat)
+        if self.jitter is not None:
+            at += self.jitter()
         if at > deadline:
             self.send(reply_to, deadline, HookResponse(tag, None, "timeout"))
         else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from engine.retry import BlockRandom
 from engine.units import US_PER_S as S
 
+from ..jitter import link_jitter
 from ..kernel import Actor
 from ..messages import Tick
 from ..metrics import Metrics
@@ -46,6 +47,7 @@ class ClientBase(Actor):
 
     def start(self, now: int) -> None:
         self.u = BlockRandom(self.rng)
+        self.jitter = link_jitter(*self.topo.jitter, self.rng)  # None: the fixed link only
         if self.start_at < self.stop_at:
             self.send(self.id, self.start_at, Tick())
 

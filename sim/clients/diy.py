@@ -157,7 +157,8 @@ class DiyClient(ClientBase):
         if self.retry_budget is not None:
             self.retry_budget.active += 1
         self.metrics.add("egress_bytes", self.index, self.nbytes)
-        self.send(self.upstream, now + self.link_up,
+        at = now + self.link_up + (self.jitter() if self.jitter is not None else 0)
+        self.send(self.upstream, at,
                   Request(self.id, n, self.logical_base | n, self.region, now + self.timeout,
                           self.idem, self.nbytes, self.index))
 

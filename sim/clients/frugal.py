@@ -34,7 +34,8 @@ class FrugalClient(ClientBase):
         self.metrics.arrival(self.index, now)
         self.arrived_at[n] = now
         self.metrics.add("egress_bytes", self.index, self.nbytes)
-        self.send(self.upstream, now + self.link_up,
+        at = now + self.link_up + (self.jitter() if self.jitter is not None else 0)
+        self.send(self.upstream, at,
                   Request(self.id, n, self.logical_base | n, self.region, now + self.timeout,
                           self.w.diy.idempotency_key, self.nbytes, self.index))
 

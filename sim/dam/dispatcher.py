@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ..jitter import link_jitter
 from ..kernel import Actor
 from ..messages import (
     HookRequest,
@@ -35,6 +36,7 @@ class Dispatcher(Actor):
         self.down = False
 
     def start(self, now: int) -> None:
+        self.jitter = link_jitter(*self.topo.jitter, self.rng)
         for o in self.topo.region_outages:
             if o.region == self.region:
                 self.send(self.id, o.start, OutageStarts(o.region))
@@ -44,7 +46,8 @@ class Dispatcher(Actor):
         if self.down:
             return
         tag = HookTag(msg.region_actor, msg.job_id, msg.hook, msg.round, msg.place)
-        self.send(msg.receiver, now + self.topo.to_upstream,
+        at = now + self.topo.to_upstream + (self.jitter() if self.jitter is not None else 0)
+        self.send(msg.receiver, at,
                   HookRequest(self.id, tag, msg.place, now + self.topo.webhook_timeout))
 
     def _on_response(self, msg: HookResponse, now: int) -> None:

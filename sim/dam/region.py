@@ -34,6 +34,7 @@ from engine.spec import parse_job
 from engine.units import US_PER_S
 from engine.webhooks import SendWebhook
 
+from ..jitter import link_jitter
 from ..kernel import Actor
 from ..messages import (
     AttemptTag,
@@ -104,6 +105,7 @@ class Region(Actor):
                               attempt_timeout_us=topo.attempt_timeout,
                               webhook_schedule_us=topo.webhook_schedule,
                               secret_for=topo.secret_for)
+        self.jitter = link_jitter(*topo.jitter, self.rng)  # on the way to the upstreams
         self.to_gw = topo.lat(self.region, topo.gateway_region)
         self.to_lim = self.to_gw
         self.dispatcher = topo.dispatcher_ids[self.region]
@@ -207,7 +209,10 @@ class Region(Actor):
                           PermitAsk(self.id, c.job_id, c.branch))
             elif t is StartAttempt:
                 di = topo.domain_idx[c.domain]
-                self.send(topo.upstream_by_idx[di], now + topo.to_upstream,
+                at = now + topo.to_upstream
+                if self.jitter is not None:
+                    at += self.jitter()
+                self.send(topo.upstream_by_idx[di], at,
                           Request(self.id, AttemptTag(c.job_id, c.branch, c.attempt, di),
                                   job.logical, topo.place_idx[c.region], now + c.timeout_us,
                                   True, job.nbytes, job.workload))

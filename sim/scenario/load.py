@@ -17,6 +17,7 @@ import msgspec.inspect
 from engine.errors import validation_path
 from engine.signing import MIN_SECRET_LENGTH
 from engine.spec import SpecError, domain_of, parse_job
+from engine.units import US_PER_S
 
 from .schema import (
     MAX_DURATION_US,
@@ -179,6 +180,9 @@ def _checks(sc: Scenario) -> None:
     for key, value in sc.network.regions.items():
         if dur(value) <= 0:
             err(f"$.network.regions.{key}", "every link latency must be > 0")
+    jit = sc.network.jitter
+    if jit.kind != "none" and not 0 < dur(jit.scale) <= 60 * US_PER_S:
+        err("$.network.jitter.scale", "must be > 0 and at most 1m when jitter is on")
     schedule = [dur(x) for x in sc.dam.webhook_schedule]
     if not schedule:
         err("$.dam.webhook_schedule", "at least one delay is required")

@@ -196,6 +196,8 @@ class NetworkSpec(_R):
     intra_us: int
     to_upstream_us: int
     between_regions_us: dict[str, int]  # "a-b" for every ordered pair of dam regions
+    jitter_kind: str = "none"  # on the internet links: none | exponential | uniform
+    jitter_scale_us: int = 0
 
 
 class WindowSpec(_R):
@@ -323,7 +325,8 @@ def resolve(sc: Scenario) -> ResolvedScenario:
         scenario=sc, duration_us=duration, drain_us=us(sc.drain),
         network=NetworkSpec(client_to_gateway_us=us(net.client_to_gateway),
                             intra_us=us(net.intra_region), to_upstream_us=us(net.to_upstream),
-                            between_regions_us=pairs),
+                            between_regions_us=pairs, jitter_kind=net.jitter.kind,
+                            jitter_scale_us=us(net.jitter.scale)),
         dam=dam, upstreams=upstreams, receivers=receivers, workloads=tuple(workloads),
         windows=tuple(WindowSpec(name=w.name, start_us=us(w.start), end_us=us(w.end))
                       for w in sc.windows))

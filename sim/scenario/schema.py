@@ -27,7 +27,8 @@ from engine.webhooks import DEFAULT_SCHEDULE_US, DEFAULT_WEBHOOK_TIMEOUT_US
 __all__ = [
     "DEFAULT_REGION_LATENCY", "Adaptive", "Advertise", "Arrivals", "BackoffCfg", "Breaker",
     "Budget", "ClientBreakerCfg",
-    "ConcurrentRetryBudget", "Costs", "Dam", "Diy", "Frugal", "Latency", "Limiter", "Network",
+    "ConcurrentRetryBudget", "Costs", "Dam", "Diy", "Frugal", "Jitter", "Latency", "Limiter",
+    "Network",
     "Outage", "Pacing", "RateLimiter", "Receiver", "RegionOutage", "RetryQuota", "Scenario",
     "ScenarioError", "Segment", "Upstream", "Window", "Workload", "format_duration",
     "parse_duration",
@@ -309,11 +310,19 @@ class Dam(_S, kw_only=True):
     webhook_secret: str | None = None
 
 
+class Jitter(_S, kw_only=True):
+    """``[network.jitter]``: extra delay per message on the internet links (sim/jitter.py)."""
+
+    kind: Literal["none", "exponential", "uniform"] = "none"
+    scale: Duration = "0s"  # exponential: the mean; uniform: the maximum
+
+
 class Network(_S, kw_only=True):
     client_to_gateway: Duration = "20ms"
     intra_region: Duration = "500us"
     to_upstream: Duration = "1ms"
     regions: dict[str, Duration] = msgspec.field(default_factory=dict)  # "iad-lax" = "30ms"
+    jitter: Jitter = Jitter()
 
 
 class Window(_S, kw_only=True):

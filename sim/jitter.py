@@ -1,0 +1,53 @@
+"""Link jitter: an extra delay drawn per message on the internet links (dam regions and clients
+to upstreams, dispatchers to receivers, and the answers back).
+
+The link's fixed latency stays its floor (a draw is >= 0), so the Ray runtime's lookahead, which
+is built from the floors, still holds, and every runtime gives the same trace. Off by default.
+Without jitter, retries that back off by the same formula stay perfectly synchronised, which
+is a property of the model, not of the world: real networks add variable delay (Brooker,
+"Exponential Backoff And Jitter", AWS Architecture Blog, 2015).
+
+Draws come from the actor's own child stream (spawned from its generator's seed sequence), so
+turning jitter on does not shift any other random draw of the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LinkJitter", "link_jitter"]
+
+BLOCK = 4096
+
+
+class LinkJitter:
+    """``exponential``: mean ``scale_us``; ``uniform``: between 0 and ``scale_us``."""
+
+    __slots__ = ("_buf", "_i", "kind", "rng", "scale_us")
+
+    def __init__(self, kind: str, scale_us: int, rng: np.random.Generator) -> None:
+        self.kind = kind
+        self.scale_us = scale_us
+        self.rng = rng
+        self._buf: list[int] = []
+        self._i = 0
+
+    def __call__(self) -> int:
+        i = self._i
+        if i >= len(self._buf):
+            if self.kind == "exponential":
+                v = self.rng.exponential(self.scale_us, BLOCK)
+            else:
+                v = self.rng.uniform(0.0, self.scale_us, BLOCK)
+            self._buf = v.astype(np.int64).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buf[i]
+
+
+def link_jitter(kind: str, scale_us: int, rng: np.random.Generator) -> LinkJitter | None:
+    """The jitter of one actor's internet links, or None when the scenario has none."""
+    if kind == "none" or scale_us <= 0:
+        return None
+    child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    return LinkJitter(kind, scale_us, child)
