@@ -262,6 +262,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         grid = parse_grid(args.grid or [])
         sc0 = load_scenario(path, list(args.set or []))
         name = sc0.name
+        problem = _heatmap_problem(args, grid, sc0)
+        if problem:
+            _err(problem)
+            return EXIT_USAGE
     except ScenarioError as e:
         _err_all(e)
         return EXIT_USAGE
@@ -298,6 +302,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         backend=args.backend, placement=None, argv=args.argv)
     result["provenance"]["grid"] = list(args.grid or [])
     files = write_sweep(result, out)
+    if args.heatmap and result["rows"]:
+        from .plots import heatmap
+
+        files.append(heatmap(result, summarize_sweep(result), args.heatmap,
+                             args.heatmap_workload or sc0.workloads[0].name, out))
     if base is not None:
         point_latest(base, out)
     console = Console(quiet=args.quiet)
@@ -358,6 +367,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"wrote {written}")
     return EXIT_OK
+
+
+def _heatmap_problem(args: argparse.Namespace, grid, sc) -> str | None:
+    """``--heatmap`` needs two grid keys, a metric the sweep has and a workload that exists."""
+    from .sweep import metric_names
+
+    if args.heatmap is None:
+        return "--heatmap-workload needs --heatmap" if args.heatmap_workload else None
+    if len(grid) != 2:
+        return f"--heatmap needs exactly two --grid fields (got {len(grid)})"
+    names = metric_names([w.name for w in sc.windows])
+    if args.heatmap not in names:
+        return f"--heatmap {args.heatmap!r}: expected one of {', '.join(names)}"
+    workloads = [w.name for w in sc.workloads]
+    if args.heatmap_workload is not None and args.heatmap_workload not in workloads:
+        return (f"--heatmap-workload {args.heatmap_workload!r}: expected one of "
+                f"{', '.join(workloads)}")
+    return None
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -457,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: a new out/sweep-<name>/<run id>/, with "
                         "out/sweep-<name>/latest pointing at it)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--heatmap", metavar="METRIC",
+                   help="with two --grid fields: a phase map (heatmap.png) of METRIC, e.g. "
+                        "success_rate or after.goodput_per_s (a [[windows]] entry's)")
+    p.add_argument("--heatmap-workload", metavar="NAME",
+                   help="the workload the heatmap shows (default: the first)")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("compare", help="put runs (or a sweep's grid points) side by side",

@@ -14,7 +14,7 @@ import numpy as np
 
 from .result import RunResult
 
-__all__ = ["PLOTS", "plot", "rolling_mean"]
+__all__ = ["PLOTS", "heatmap", "plot", "rolling_mean"]
 
 PLOTS = ("attempts_per_s.png", "goodput.png", "latency_cdf.png", "backlog.png", "pace.png")
 SMOOTH_S = 5
@@ -133,3 +133,34 @@ def plot(result: RunResult, out: Path) -> list[Path]:
         legend(ax)
         save(fig, name)
     return files
+
+
+def heatmap(result: dict, entries: list[dict], metric: str, workload: str, out: Path) -> Path:
+    """A phase map of a two-key sweep: ``metric`` of ``workload`` (mean over seeds) per grid
+    point, the first key down, the second across; each cell labelled with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (ky, ys), (kx, xs) = list(result["grid"].items())
+    cells = {(e[ky], e[kx]): e.get(metric) for e in entries if e["workload"] == workload}
+    z = np.array([[np.nan if cells.get((y, x)) is None else cells[(y, x)] for x in xs]
+                  for y in ys], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(xs) + 3.5, 0.8 * len(ys) + 2.2))
+    im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set(xlabel=kx, ylabel=ky,
+           title=f"{result['scenario']}: {workload} {metric}\n(mean of {result['seeds']} "
+                 f"seed{'s' if result['seeds'] > 1 else ''} per cell)")
+    for (i, j), v in np.ndenumerate(z):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                    color="white" if v < np.nanmean(z) else "black")
+    fig.colorbar(im, ax=ax, label=metric)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "heatmap.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -18,10 +18,13 @@ from pathlib import Path
 
 from .scenario import ScenarioError, load_scenario
 
-__all__ = ["parse_grid", "run_sweep", "summarize_sweep", "write_sweep"]
+__all__ = ["METRICS", "WINDOW_METRICS", "metric_names", "parse_grid", "run_sweep",
+           "summarize_sweep", "write_sweep"]
 
 METRICS = ("success_rate", "amplification", "peak_attempts_per_s", "duplicate_executions",
            "p50_ms", "p99_ms", "cost_usd")
+#: per ``[[windows]]`` entry, also ``<window>.<metric>`` columns
+WINDOW_METRICS = ("success_rate", "goodput_per_s", "amplification")
 # two-sided 95 % Student t quantiles, by degrees of freedom
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
@@ -74,8 +77,16 @@ def _row(point: dict, seed: int, summary: dict) -> list[dict]:
             "duplicate_executions": w["duplicate_executions"],
             "p50_ms": w["latency_ms"]["p50"], "p99_ms": w["latency_ms"]["p99"],
             "cost_usd": w["cost_usd"], "trace_hash": summary["trace_hash"],
+            **{f"{win}.{m}": entry[name].get(m)
+               for win, entry in (summary.get("windows") or {}).items() if name in entry
+               for m in WINDOW_METRICS},
         })
     return rows
+
+
+def metric_names(window_names: list[str]) -> list[str]:
+    """The columns a sweep has per workload (and so what ``--heatmap`` can map)."""
+    return [*METRICS, *(f"{w}.{m}" for w in window_names for m in WINDOW_METRICS)]
 
 
 def _one(source: str, overrides: list[str], base_dir: str | None,
@@ -171,8 +182,8 @@ def summarize_sweep(result: dict) -> list[dict]:
     for gkey, rows in groups.items():
         entry = dict(zip([*keys, "workload"], gkey, strict=True))
         entry["runs"] = len(rows)
-        for m in METRICS:
-            vals = [r[m] for r in rows if r[m] is not None]
+        for m in [m for m in rows[0] if m in METRICS or ("." in m and m not in keys)]:
+            vals = [r[m] for r in rows if r.get(m) is not None]
             if not vals:
                 entry[m] = entry[f"{m}_ci95"] = None
                 continue

@@ -23,6 +23,8 @@ SHORT = {
     "webhook-receiver-flapping": ['duration="30s"', 'drain="3m"',
                                   "workloads.orders.arrivals.rate=20"],
     "race-vs-fallback": ['duration="20s"', 'drain="20s"'],
+    "metastable-retries": ['duration="2m"', 'drain="10s"',
+                           'windows.2.end="2m"'],
 }
 
 

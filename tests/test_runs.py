@@ -188,3 +188,38 @@ def test_report_is_one_self_contained_page_with_the_figures(tmp_path, capsys):
     for external in ("src='http", 'src="http', "href=", "url(", "<script", "@import"):
         assert external not in lowered
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--grid", "upstreams.0.queue=100,200"], "exactly two --grid fields"),
+    (["--grid", "upstreams.0.queue=100,200", "--grid", "seed=1,2"], "seed"),
+    (["--grid", "upstreams.0.queue=100,200", "--grid", "upstreams.0.servers=5,10",
+      "--heatmap", "nonsense"], "expected one of"),
+    (["--grid", "upstreams.0.queue=100,200", "--grid", "upstreams.0.servers=5,10",
+      "--heatmap", "success_rate", "--heatmap-workload", "nobody"], "--heatmap-workload"),
+])
+def test_heatmap_usage_errors_come_before_any_run(extra, message, tmp_path, capsys):
+    argv = ["sweep", "metastable-retries", "--seeds", "1", "--quiet", "--out",
+            str(tmp_path / "s"), *extra]
+    if "--heatmap" not in extra:
+        argv += ["--heatmap", "success_rate"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_a_two_key_sweep_draws_its_phase_map(tmp_path):
+    out = tmp_path / "s"
+    assert main(["sweep", "metastable-retries", "--seeds", "1", "--quiet", "--out", str(out),
+                 "--set", 'duration="40s"', "--set", 'drain="5s"',
+                 "--set", 'upstreams.0.outages.0.start="10s"',
+                 "--set", 'upstreams.0.outages.0.end="15s"',
+                 "--set", 'windows=[{name="after",start="25s",end="40s"}]',
+                 "--grid", "upstreams.0.outages.0.servers=10,18",
+                 "--grid", "upstreams.0.queue=1000,20000",
+                 "--heatmap", "after.goodput_per_s"]) == 0
+    assert (out / "heatmap.png").stat().st_size > 10_000
+    doc = json.loads((out / "sweep.json").read_text())
+    cells = {(e["upstreams.0.outages.0.servers"], e["upstreams.0.queue"]):
+             e["after.goodput_per_s"] for e in doc["summary"] if e["workload"] == "retry-at-once"}
+    assert len(cells) == 4 and all(v is not None for v in cells.values())

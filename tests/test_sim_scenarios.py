@@ -19,6 +19,7 @@ GOLDEN = {
     "region-down": "ea5c4515ce5b4249c0d3d716afe7a5ec",
     "webhook-receiver-flapping": "a72da59501e0571bc309dba5f5189b31",
     "race-vs-fallback": "796f6a0de21a879df6d381a2033ec80d",
+    "metastable-retries": "8534efd8de95bffb63b1be6c3ccbfb8f",
 }
 
 # The dam without failure feedback (breaker and adaptive pace off) reproduces, event for event,
@@ -174,3 +175,16 @@ def test_a_stop_request_ends_a_local_run_with_partial_results():
     s = r.summary
     assert s["interrupted"] is True and s["interrupted_at_s"] == 5.0
     assert s["sim_seconds"] <= 5.0 and s["workloads"]["race-3-regions"]["jobs"] > 0
+
+
+def test_a_brief_capacity_loss_leaves_the_retrying_api_metastable():
+    """Huang et al. (OSDI '22), qualitatively: the same 10 s trigger on two identical APIs at
+    80 % load; the one whose clients retry at once never recovers, the other does at once."""
+    s = run("metastable-retries").summary
+    after, before = s["windows"]["after"], s["windows"]["before"]
+    offered = before["no-retries"]["goodput_per_s"]
+    assert after["retry-at-once"]["goodput_per_s"] < 0.05 * offered
+    assert after["retry-at-once"]["amplification"] > 3
+    assert after["no-retries"]["goodput_per_s"] > 0.95 * offered
+    assert s["workloads"]["retry-at-once"]["wasted_work"] > 5 * \
+        s["workloads"]["no-retries"]["wasted_work"]
