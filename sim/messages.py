@@ -32,6 +32,7 @@ __all__ = [
     "MESSAGES",
     "Arrive",
     "AttemptTag",
+    "CallerDeadline",
     "ClientRetry",
     "Decision",
     "HookRequest",
@@ -58,6 +59,7 @@ __all__ = [
     "Response",
     "Route",
     "RunJob",
+    "ServiceDone",
     "SpawnChild",
     "Submit",
     "Tick",
@@ -308,6 +310,21 @@ class Response(Message):
     error: str | None  # "timeout"
     retry_after_us: int
     headers: dict[str, str] | None
+
+
+class ServiceDone(Message):
+    """A queue-model upstream's server finishes the request it took (``sim.queue_world``)."""
+
+    routes = _self("upstream")
+    seq: int  # the request's number at this upstream
+
+
+class CallerDeadline(Message):
+    """A queue-model upstream's guard: answer ``timeout`` when the caller's deadline comes
+    before the answer does."""
+
+    routes = _self("upstream")
+    seq: int
 
 
 class HookRequest(Message):

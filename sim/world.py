@@ -203,9 +203,11 @@ class Upstream(Actor):
         self._service_i = i + 1
         return self._service_buf[i]
 
-    def _on_request(self, msg: Request, now: int) -> None:
-        reply_to, tag, logical, region = msg.reply_to, msg.tag, msg.logical, msg.place
-        deadline, idem, workload = msg.deadline, msg.idempotency_key, msg.workload
+    def _admit(self, msg: Request, now: int) -> float | None:
+        """What every model does first: count the attempt, apply an outage, the own rate
+        limit. Returns the latency factor (slow outages), or None when already answered."""
+        reply_to, tag, region = msg.reply_to, msg.tag, msg.place
+        deadline, workload = msg.deadline, msg.workload
         m = self.metrics
         m.attempt(workload, now, self.m_idx, reply_to in self.dam_senders)
         outage = self.outages.active(now, region) if self.outages.windows else None
@@ -215,12 +217,12 @@ class Upstream(Actor):
             if mode == "blackhole":
                 m.outcome(workload, "timeout")
                 self.send(reply_to, deadline, Response(tag, None, "timeout", 0, None))
-                return
+                return None
             if mode == "error" or (mode == "partial" and self.uniform() < outage.fraction):
                 status = outage.status(self.uniform())
                 self._answer(reply_to, tag, status, self._fast(now, region), deadline,
                              outage.retry_after, workload)
-                return
+                return None
             if mode == "slow":
                 factor = outage.factor
         cfg = self.cfg
@@ -232,8 +234,31 @@ class Upstream(Actor):
                 wait = math.ceil((1.0 - self.tokens) / cfg.rate_limit * US_PER_S)
                 self._answer(reply_to, tag, 429, self._fast(now, region), deadline,
                              max(wait, US_PER_S), workload)
-                return
+                return None
             self.tokens -= 1.0
+        return factor
+
+    def _side_effect(self, msg: Request) -> None:
+        """The request's work is done: record it in the ledger (a second one of the same
+        logical request is a duplicate execution, unless an honoured Idempotency-Key)."""
+        logical = msg.logical
+        idem = msg.idempotency_key and self.cfg.idempotency
+        if idem and logical in self.keyed_done:
+            return  # replayed from the idempotency cache: no new side effect
+        n = self.ledger.get(logical, 0) + 1
+        self.ledger[logical] = n
+        if n > 1:
+            self.metrics.duplicate(msg.workload)
+        if idem:
+            self.keyed_done.add(logical)
+
+    def _on_request(self, msg: Request, now: int) -> None:
+        factor = self._admit(msg, now)
+        if factor is None:
+            return
+        reply_to, tag, region = msg.reply_to, msg.tag, msg.place
+        deadline, workload = msg.deadline, msg.workload
+        m = self.metrics
         # capacity: FCFS over `servers`, bounded waiting line
         if self.capacity:
             self._set_capacity(now)
@@ -257,16 +282,7 @@ class Upstream(Actor):
             done += self.jitter()
         if done > deadline:
             m.add("wasted_work", workload)  # served for a caller that already gave up
-        # the side effect happens whether or not the caller is still waiting
-        if idem and cfg.idempotency and logical in self.keyed_done:
-            pass  # replayed from the idempotency cache: no new side effect
-        else:
-            n = self.ledger.get(logical, 0) + 1
-            self.ledger[logical] = n
-            if n > 1:
-                m.duplicate(workload)
-            if idem and cfg.idempotency:
-                self.keyed_done.add(logical)
+        self._side_effect(msg)  # whether or not the caller is still waiting
         self._answer(reply_to, tag, 200, done, deadline, None, workload)
 
     def _fast(self, now: int, region: int) -> int:

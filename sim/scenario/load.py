@@ -21,10 +21,12 @@ from engine.units import US_PER_S
 
 from .schema import (
     MAX_DURATION_US,
+    Defences,
     Latency,
     Outage,
     Scenario,
     ScenarioError,
+    ServiceTime,
     format_duration,
     parse_duration,
 )
@@ -245,6 +247,7 @@ def _checks(sc: Scenario) -> None:
             if r not in regions and r != "client":
                 err(f"{p}.region_latency.{r}", f"not a dam region {regions} or 'client'")
             _check_latency(lat, f"{p}.region_latency.{r}", err)
+        _check_service_model(u, p, err)
         for j, o in enumerate(u.outages):
             _check_outage(o, f"{p}.outages[{j}]", [*regions, "client"], err)
             if o.mode == "capacity":
@@ -373,6 +376,34 @@ def _check_latency(lat: Latency, path: str, err: _Problems) -> None:
         err(f"{path}.median", "must be > 0")
     elif parse_duration(lat.p99) < parse_duration(lat.median):
         err(f"{path}.p99", "must be >= median")
+
+
+def _check_service_model(u, p: str, err: _Problems) -> None:
+    st, d = u.service_time, u.defences
+    if u.model != "queue":
+        if st != ServiceTime():
+            err(f"{p}.service_time", 'only with model = "queue" (legacy and latency draw no '
+                                     'service-time distribution)')
+        if d != Defences():
+            err(f"{p}.defences", 'only with model = "queue" (they act on its waiting line)')
+        return
+    if parse_duration(u.service) <= 0 and st.kind in ("exponential", "constant"):
+        err(f"{p}.service", "must be > 0")
+    if st.kind == "lognormal":
+        if st.median is None or st.p99 is None:
+            err(f"{p}.service_time", "lognormal needs median and p99")
+        elif not 0 < parse_duration(st.median) <= parse_duration(st.p99):
+            err(f"{p}.service_time.p99", "needs 0 < median <= p99")
+    if st.kind == "empirical":
+        if not 1 <= len(st.values) <= 100_000:
+            err(f"{p}.service_time.values", "1 to 100,000 durations")
+        for k, v in enumerate(st.values[:100_000]):
+            if parse_duration(v) <= 0:
+                err(f"{p}.service_time.values[{k}]", "must be > 0")
+                break
+    if d.codel_target is not None and not 0 < parse_duration(d.codel_target) \
+            < parse_duration(d.codel_interval):
+        err(f"{p}.defences.codel_target", "needs 0 < codel_target < codel_interval")
 
 
 def _check_outage(o: Outage, path: str, regions: list[str], err: _Problems) -> None:

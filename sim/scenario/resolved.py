@@ -37,6 +37,7 @@ __all__ = [
     "ArrivalsSpec",
     "ClientBreakerSpec",
     "DamSpec",
+    "DefencesSpec",
     "DiySpec",
     "FrugalSpec",
     "LatencySpec",
@@ -46,6 +47,7 @@ __all__ = [
     "RegionOutage",
     "ResolvedScenario",
     "SegmentSpec",
+    "ServiceSpec",
     "UpstreamSpec",
     "WindowSpec",
     "WorkloadSpec",
@@ -78,6 +80,23 @@ class OutageSpec(_R):
     servers: int | None = None  # capacity: servers left (None: ``fraction`` of them)
 
 
+class ServiceSpec(_R):
+    kind: str  # exponential | constant | lognormal | empirical
+    mean_us: int
+    median_us: int
+    p99_us: int
+    values_us: tuple[int, ...]
+    slow_fraction: float
+    slow_factor: float
+
+
+class DefencesSpec(_R):
+    drop_expired: bool = False
+    lifo_above: int | None = None
+    codel_target_us: int | None = None
+    codel_interval_us: int = 100_000
+
+
 class UpstreamSpec(_R):
     name: str
     url: str
@@ -93,6 +112,9 @@ class UpstreamSpec(_R):
     latency: LatencySpec
     region_latency: dict[str, LatencySpec]
     outages: tuple[OutageSpec, ...]
+    model: str = "legacy"  # legacy | queue | latency
+    service: ServiceSpec | None = None  # the queue model's service-time distribution
+    defences: DefencesSpec = DefencesSpec()
 
 
 class ReceiverSpec(_R):
@@ -247,7 +269,19 @@ def upstream_spec(u: Upstream) -> UpstreamSpec:
         rate_burst=u.rate_burst, idempotency=u.idempotency, advertise_rps=u.advertise.rps,
         advertise_max_concurrent=u.advertise.max_concurrent, latency=_latency(u.latency),
         region_latency={r: _latency(x) for r, x in u.region_latency.items()},
-        outages=tuple(_outage(o) for o in u.outages))
+        outages=tuple(_outage(o) for o in u.outages), model=u.model,
+        service=ServiceSpec(
+            kind=u.service_time.kind, mean_us=parse_duration(u.service),
+            median_us=parse_duration(u.service_time.median) if u.service_time.median else 0,
+            p99_us=parse_duration(u.service_time.p99) if u.service_time.p99 else 0,
+            values_us=tuple(parse_duration(v) for v in u.service_time.values),
+            slow_fraction=u.service_time.slow_fraction,
+            slow_factor=u.service_time.slow_factor),
+        defences=DefencesSpec(
+            drop_expired=u.defences.drop_expired, lifo_above=u.defences.lifo_above,
+            codel_target_us=parse_duration(u.defences.codel_target)
+            if u.defences.codel_target else None,
+            codel_interval_us=parse_duration(u.defences.codel_interval)))
 
 
 def receiver_spec(r: Receiver) -> ReceiverSpec:

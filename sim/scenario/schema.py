@@ -27,10 +27,11 @@ from engine.webhooks import DEFAULT_SCHEDULE_US, DEFAULT_WEBHOOK_TIMEOUT_US
 __all__ = [
     "DEFAULT_REGION_LATENCY", "Adaptive", "Advertise", "Arrivals", "BackoffCfg", "Breaker",
     "Budget", "ClientBreakerCfg",
-    "ConcurrentRetryBudget", "Costs", "Dam", "Diy", "Frugal", "Jitter", "Latency", "Limiter",
-    "Network",
+    "ConcurrentRetryBudget", "Costs", "Dam", "Defences", "Diy", "Frugal", "Jitter", "Latency",
+    "Limiter", "Network",
     "Outage", "Pacing", "RateLimiter", "Receiver", "RegionOutage", "RetryQuota", "Scenario",
-    "ScenarioError", "Segment", "Upstream", "Window", "Workload", "format_duration",
+    "ScenarioError", "Segment", "ServiceTime", "Upstream", "Window", "Workload",
+    "format_duration",
     "parse_duration",
 ]
 
@@ -121,11 +122,36 @@ class Advertise(_S, kw_only=True):
     max_concurrent: Count | None = None
 
 
+class ServiceTime(_S, kw_only=True):
+    """``[upstreams.service_time]`` (``model = "queue"``): how long a request holds a server."""
+
+    kind: Literal["exponential", "constant", "lognormal", "empirical"] = "exponential"
+    median: Duration | None = None  # lognormal
+    p99: Duration | None = None  # lognormal
+    values: list[Duration] = msgspec.field(default_factory=list)  # empirical: drawn uniformly
+    slow_fraction: Fraction = 0.0  # a slow mode: that share of requests x slow_factor
+    slow_factor: Factor = 10.0
+
+
+class Defences(_S, kw_only=True):
+    """``[upstreams.defences]`` (``model = "queue"``): server-side overload defences."""
+
+    drop_expired: bool = False  # drop a queued request whose caller already gave up, unserved
+    lifo_above: Count | None = None  # serve the newest first while the queue is longer
+    codel_target: Duration | None = None  # CoDel: the acceptable standing queueing delay
+    codel_interval: Duration = "100ms"  # CoDel: how long above target before dropping
+
+
 class Upstream(_S, kw_only=True):
     name: Name
     url: str
+    # legacy: FCFS capacity, answer = service start + an independent latency draw;
+    # queue: the answer leaves when service ends, + the network; latency: infinite servers
+    model: Literal["legacy", "queue", "latency"] = "legacy"
     servers: Annotated[int, msgspec.Meta(ge=1, le=MAX_SERVERS)] = 200
-    service: Duration = "20ms"
+    service: Duration = "20ms"  # the mean service time (exponential and constant)
+    service_time: ServiceTime = ServiceTime()
+    defences: Defences = Defences()
     queue: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1000
     rate_limit: Rate = 0.0  # own token bucket, requests/s; 0 = none
     rate_burst: Count = 1
