@@ -16,6 +16,7 @@ from .clients import make_client
 from .dam import Dispatcher, Gateway, LimiterActor, Region
 from .kernel import Actor
 from .metrics import Metrics
+from .queue_world import LatencyUpstream, QueueUpstream
 from .scenario import ResolvedScenario, Scenario, resolve
 from .world import Receiver, Upstream
 
@@ -117,10 +118,10 @@ def build(sc: Scenario, base_dir: Path | None = None) -> tuple[Topology, list[Ac
     for r in topo.regions:
         add(Dispatcher(r, topo), "dispatchers", topo.dispatcher_ids[r])
     dam_senders = set(topo.region_ids.values())
+    models = {"legacy": Upstream, "queue": QueueUpstream, "latency": LatencyUpstream}
     for u in rs.upstreams:
-        add(Upstream(u, topo.place_names, metrics, dam_senders, topo.to_upstream, topo.jitter),
-            "world",
-            topo.upstream_ids[u.domain])
+        add(models[u.model](u, topo.place_names, metrics, dam_senders, topo.to_upstream,
+                            topo.jitter), "world", topo.upstream_ids[u.domain])
     for r in rs.receivers:
         add(Receiver(r, topo.place_names, metrics, topo.to_upstream, topo.jitter), "world",
             topo.receiver_ids[r.domain])

@@ -50,7 +50,8 @@ class Metrics:
             "jobs", "deduped", "refused", "succeeded", "failed", "children", "forwarded",
             "local_success", "duplicates", "dam_duplicates", "webhook_attempts", "delivered",
             "undelivered", "egress_bytes", "busy_us", "client_rejects", "budget_denied",
-            "upstream_attempts", "dam_attempts", "webhooks_pending", "wasted_work")}
+            "upstream_attempts", "dam_attempts", "webhooks_pending", "wasted_work",
+            "dropped_expired", "codel_drops")}
         self.peak_concurrency = [0] * nw
         self.latency = [array("d") for _ in range(nw)]
         self.delivery_latency = [array("d") for _ in range(nw)]

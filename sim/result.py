@@ -110,6 +110,9 @@ def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash:
             "duplicate_executions": c["duplicates"][i],
             # attempts an upstream served after the caller had timed out (abandoned work)
             "wasted_work": c["wasted_work"][i],
+            # queue-model defences: requests dropped unserved (caller gone) / by CoDel
+            "dropped_expired": c["dropped_expired"][i],
+            "codel_drops": c["codel_drops"][i],
             "dam_observed_duplicates": c["dam_duplicates"][i],
             "latency_ms": _pcts(metrics.latency[i]),
             "delivery_latency_ms": _pcts(metrics.delivery_latency[i]),

@@ -52,7 +52,10 @@ def run_upstream(cfg: UpstreamSpec, requests, *, until=10**9, dam_senders=(), se
     """requests: list of (at, logical, region_idx, timeout_us, idem, workload)."""
     metrics = Metrics(["w0", "w1"], ["https://u.example"], 10**9)
     k = Kernel()
-    up = Upstream(cfg, REGIONS, metrics, set(dam_senders), 1000)
+    from sim.queue_world import LatencyUpstream, QueueUpstream
+
+    model = {"legacy": Upstream, "queue": QueueUpstream, "latency": LatencyUpstream}[cfg.model]
+    up = model(cfg, REGIONS, metrics, set(dam_senders), 1000)
     def request(i, at, logical, region, timeout, idem, w):
         return lambda reply_to: Request(reply_to, i, logical, region, at + 1000 + timeout, idem,
                                         100, w)

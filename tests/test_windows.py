@@ -86,3 +86,15 @@ def test_the_windows_table_fits_and_the_report_has_it(storm, tmp_path):
     table = text[text.index("Windows"):text.index("Cost of the run")].splitlines()
     assert len(table) >= 2 + 3 * 5 and max(len(line) for line in table) <= 100
     assert "<h2>Windows</h2>" in render_report(storm[1], storm[0])
+
+
+def test_a_queue_model_run_is_the_same_on_every_runtime():
+    from sim.runtime.planning import PLACEMENTS
+
+    sc = load_scenario(path("metastable-retries"), [
+        *SHORT["metastable-retries"], 'upstreams.0.model="queue"', 'upstreams.1.model="queue"',
+        'upstreams.0.defences.lifo_above=50', 'upstreams.1.service_time.kind="lognormal"',
+        'upstreams.1.service_time.median="40ms"', 'upstreams.1.service_time.p99="200ms"'])
+    local = run_local(sc)
+    for placement in PLACEMENTS:
+        assert run_groups(sc, placement=placement).trace_hash == local.trace_hash, placement

@@ -181,3 +181,98 @@ def test_work_served_after_the_caller_gave_up_is_counted_as_wasted():
     timeouts = sum(1 for _, msg in probe.answers if msg.error == "timeout")
     assert timeouts >= 15 and m.count["wasted_work"][0] == timeouts
     assert len(up.ledger) == 20  # every request was executed: the side effects happened
+
+
+# -- the queue model -----------------------------------------------------------------------------
+def _mm1(model, n=40_000, seed=5):
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(rng.exponential(12_500, n)).astype(int)  # λ = 80/s
+    cfg = upstream_cfg(model=model, servers=1, service="10ms", queue=1_000_000,
+                       latency={"median": "1ms", "p99": "1ms"})  # μ = 100/s: ρ = 0.8
+    probe, up, m = run_upstream(cfg, [(int(t), i, 0, 3600 * S, False, 0)
+                                      for i, t in enumerate(times)], until=10**12)
+    sent = {i: int(t) for i, t in enumerate(times)}
+    return np.array([t - sent[msg.tag] - 2 * MS for t, msg in probe.answers]), up, m
+
+
+def test_queue_model_matches_the_mm1_closed_form():
+    """M/M/1, ρ = 0.8, mean service 10 ms: the time in system is exponential with mean
+    1/(μ - λ) = 50 ms, so p50 = 50 ln 2 = 34.7 ms and p90 = 50 ln 10 = 115 ms (±10 %: 40,000
+    correlated samples). The legacy model, which answers at service start + a latency draw,
+    misses it (its p50 is ~24 ms)."""
+    sojourn, _, _ = _mm1("queue")
+    assert abs(np.median(sojourn) - 34_657) < 3_500
+    assert abs(np.percentile(sojourn, 90) - 115_129) < 11_500
+    assert abs(sojourn.mean() - 50_000) < 5_000
+    legacy, _, _ = _mm1("legacy")
+    assert np.median(legacy) < 28_000
+
+
+def test_service_time_distributions():
+    from sim.queue_world import ServiceSampler
+    from sim.scenario.resolved import ServiceSpec
+
+    rng = np.random.default_rng(3)
+
+    def spec(**kw):
+        base = dict(kind="exponential", mean_us=10_000, median_us=0, p99_us=0, values_us=(),
+                    slow_fraction=0.0, slow_factor=10.0)
+        return ServiceSpec(**{**base, **kw})
+
+    def draws(s):
+        sampler = ServiceSampler(s, rng)
+        return np.array([sampler() for _ in range(40_000)])
+
+    assert set(draws(spec(kind="constant"))) == {10_000}
+    ln = draws(spec(kind="lognormal", median_us=20_000, p99_us=100_000))
+    assert abs(np.median(ln) - 20_000) < 800 and abs(np.percentile(ln, 99) - 100_000) < 12_000
+    emp = draws(spec(kind="empirical", values_us=(1_000, 5_000, 9_000)))
+    assert set(emp) == {1_000, 5_000, 9_000} and abs(emp.mean() - 5_000) < 100
+    slow = draws(spec(kind="constant", slow_fraction=0.1, slow_factor=4.0))
+    assert abs((slow == 40_000).mean() - 0.1) < 0.01
+
+
+def _overload(defences, n=6_000, timeout=200 * MS):
+    """200 req/s at a 1-server API serving 100/s, callers time out after 200 ms."""
+    cfg = upstream_cfg(model="queue", servers=1, service="10ms", queue=100_000,
+                       latency={"median": "1ms", "p99": "1ms"}, defences=defences)
+    reqs = [(i * 5 * MS, i, 0, timeout, False, 0) for i in range(n)]
+    probe, _, m = run_upstream(cfg, reqs, until=10**12)
+    ok = sum(1 for _, msg in probe.answers if msg.status == 200)
+    return ok, m, probe
+
+
+def test_under_overload_fifo_serves_nobody_in_time_and_defences_restore_goodput():
+    """Open-loop 2x overload for 30 s (capacity ~3,000 answers in time at best). FIFO collapses:
+    every answer comes after its caller's timeout. Serving the newest first (LIFO) restores
+    goodput to capacity; dropping the expired or CoDel alone help (the served are still old);
+    CoDel with LIFO, the pairing of Facebook's "Fail at Scale" (Maurer, ACM Queue 2015), and
+    dropping the expired with LIFO, are at capacity with almost no wasted work."""
+    fifo_ok, fifo_m, _ = _overload({})
+    assert fifo_ok < 100 and fifo_m.count["wasted_work"][0] > 5_000
+    lifo_ok, _, _ = _overload({"lifo_above": 5})
+    assert lifo_ok > 2_700
+    drop_ok, drop_m, _ = _overload({"drop_expired": True})
+    codel_ok, codel_m, _ = _overload({"codel_target": "5ms", "codel_interval": "100ms"})
+    assert drop_ok > 10 * fifo_ok and codel_ok > 10 * fifo_ok
+    assert drop_m.count["dropped_expired"][0] > 1_000 and codel_m.count["codel_drops"][0] > 1_000
+    both_ok, both_m, _ = _overload({"codel_target": "5ms", "codel_interval": "100ms",
+                                    "lifo_above": 5})
+    assert both_ok > 2_700 and both_m.count["wasted_work"][0] < 0.5 * fifo_m.count[
+        "wasted_work"][0]
+
+
+def test_queue_model_timeouts_arrive_at_the_deadline_and_answers_never_twice():
+    _, _, probe = _overload({}, n=1_000)
+    seen = [msg.tag for _, msg in probe.answers]
+    assert len(seen) == len(set(seen)) == 1_000  # one answer per request
+    for t, msg in probe.answers:
+        if msg.error == "timeout":
+            assert t == msg.tag * 5 * MS + MS + 200 * MS  # sent + link + timeout
+
+
+def test_latency_model_has_no_capacity():
+    cfg = upstream_cfg(model="latency", servers=1, service="1s",
+                       latency={"median": "10ms", "p99": "10ms"})
+    probe, _, _ = run_upstream(cfg, [(0, i, 0, 10 * S, False, 0) for i in range(500)])
+    assert {t for t, _ in probe.answers} == {MS + 10 * MS}  # all at once: infinite servers
