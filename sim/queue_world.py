@@ -18,6 +18,12 @@ work) unless a defence says otherwise:
   interval, requests are dropped at the head (503) at a rate that grows with the square root
   of the drop count, until the delay falls below the target.
 
+``contention_keys = K``: optimistic concurrency. A request writes key ``logical mod K``; it
+commits when its service ends only if no other write to that key committed since its service
+began; otherwise it is answered 409 (no side effect) and the client retries. With ``K = 1``
+and a burst of clients this is Brooker's experiment ("Exponential Backoff And Jitter", AWS
+Architecture Blog, 2015).
+
 Capacity outages park servers (a server above the allowed count finishes its request and takes
 no new one); slow outages multiply the service and the network time.
 
@@ -78,9 +84,10 @@ class ServiceSampler:
 class _Waiting:
     """A request at a queue-model upstream, from arrival until it is answered and served."""
 
-    __slots__ = ("answered", "arrived", "factor", "finished", "msg")
+    __slots__ = ("answered", "arrived", "factor", "finished", "msg", "version")
 
     def __init__(self, msg: Request, arrived: int, factor: float) -> None:
+        self.version = 0  # contention: its key's commit count when its service began
         self.msg = msg
         self.arrived = arrived
         self.factor = factor
@@ -105,6 +112,8 @@ class QueueUpstream(Upstream):
         self.entries: dict[int, _Waiting] = {}
         self.busy = 0
         self.seq = 0
+        self.keys = self.cfg.contention_keys
+        self.versions: dict[int, int] = {}  # contention: commits per key
         # CoDel state (RFC 8289 names)
         self.first_above_time = 0
         self.dropping = False
@@ -137,6 +146,8 @@ class QueueUpstream(Upstream):
 
     def _serve(self, seq: int, entry: _Waiting, now: int) -> None:
         self.busy += 1
+        if self.keys is not None:
+            entry.version = self.versions.get(entry.msg.logical % self.keys, 0)
         service = self.sampler()
         if entry.factor != 1.0:
             service = int(service * entry.factor)
@@ -163,7 +174,15 @@ class QueueUpstream(Upstream):
         entry = self.entries[seq]
         entry.finished = True
         req = entry.msg
-        self._side_effect(req)  # the work happened, whether or not the caller still waits
+        status = 200
+        if self.keys is not None:  # optimistic concurrency: commit unless another did first
+            key = req.logical % self.keys
+            if self.versions.get(key, 0) != entry.version:
+                status = 409
+            else:
+                self.versions[key] = entry.version + 1
+        if status == 200:
+            self._side_effect(req)  # the work happened, whether or not the caller still waits
         at = now + max(self.min_rtt, int(self.latency[req.place]() * entry.factor))
         if self.jitter is not None:
             at += self.jitter()
@@ -171,8 +190,8 @@ class QueueUpstream(Upstream):
             self.metrics.add("wasted_work", req.workload)  # its caller gave up
         if not entry.answered and at <= req.deadline:
             entry.answered = True
-            self.metrics.outcome(req.workload, 200)
-            self.send(req.reply_to, at, Response(req.tag, 200, None, 0, self.headers))
+            self.metrics.outcome(req.workload, status)
+            self.send(req.reply_to, at, Response(req.tag, status, None, 0, self.headers))
         self._forget(seq, entry)
         self._next(now)
 

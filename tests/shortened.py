@@ -25,6 +25,7 @@ SHORT = {
     "race-vs-fallback": ['duration="20s"', 'drain="20s"'],
     "metastable-retries": ['duration="2m"', 'drain="10s"',
                            'windows.2.end="2m"'],
+    "occ-contention": ['drain="20s"'],
 }
 
 

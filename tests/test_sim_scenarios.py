@@ -20,6 +20,7 @@ GOLDEN = {
     "webhook-receiver-flapping": "a72da59501e0571bc309dba5f5189b31",
     "race-vs-fallback": "796f6a0de21a879df6d381a2033ec80d",
     "metastable-retries": "8534efd8de95bffb63b1be6c3ccbfb8f",
+    "occ-contention": "bbdf0b082295798d1176aca7f133a6dd",
 }
 
 # The dam without failure feedback (breaker and adaptive pace off) reproduces, event for event,

@@ -386,6 +386,9 @@ def _check_service_model(u, p: str, err: _Problems) -> None:
                                      'service-time distribution)')
         if d != Defences():
             err(f"{p}.defences", 'only with model = "queue" (they act on its waiting line)')
+        if u.contention_keys is not None:
+            err(f"{p}.contention_keys", 'only with model = "queue" (a write conflicts with '
+                                        'those that commit during its service)')
         return
     if parse_duration(u.service) <= 0 and st.kind in ("exponential", "constant"):
         err(f"{p}.service", "must be > 0")

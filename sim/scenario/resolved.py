@@ -115,6 +115,7 @@ class UpstreamSpec(_R):
     model: str = "legacy"  # legacy | queue | latency
     service: ServiceSpec | None = None  # the queue model's service-time distribution
     defences: DefencesSpec = DefencesSpec()
+    contention_keys: int | None = None
 
 
 class ReceiverSpec(_R):
@@ -281,7 +282,8 @@ def upstream_spec(u: Upstream) -> UpstreamSpec:
             drop_expired=u.defences.drop_expired, lifo_above=u.defences.lifo_above,
             codel_target_us=parse_duration(u.defences.codel_target)
             if u.defences.codel_target else None,
-            codel_interval_us=parse_duration(u.defences.codel_interval)))
+            codel_interval_us=parse_duration(u.defences.codel_interval)),
+        contention_keys=u.contention_keys)
 
 
 def receiver_spec(r: Receiver) -> ReceiverSpec:

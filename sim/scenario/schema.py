@@ -152,6 +152,8 @@ class Upstream(_S, kw_only=True):
     service: Duration = "20ms"  # the mean service time (exponential and constant)
     service_time: ServiceTime = ServiceTime()
     defences: Defences = Defences()
+    # queue model: requests conflict on key (logical request mod this): optimistic concurrency
+    contention_keys: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] | None = None
     queue: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1000
     rate_limit: Rate = 0.0  # own token bucket, requests/s; 0 = none
     rate_burst: Count = 1
