@@ -92,9 +92,9 @@ def test_a_queue_model_run_is_the_same_on_every_runtime():
     from sim.runtime.planning import PLACEMENTS
 
     sc = load_scenario(path("metastable-retries"), [
-        *SHORT["metastable-retries"], 'upstreams.0.model="queue"', 'upstreams.1.model="queue"',
-        'upstreams.0.defences.lifo_above=50', 'upstreams.1.service_time.kind="lognormal"',
-        'upstreams.1.service_time.median="40ms"', 'upstreams.1.service_time.p99="200ms"'])
+        *SHORT["metastable-retries"], 'upstreams.0.defences.lifo_above=50',
+        'upstreams.1.service_time.kind="lognormal"', 'upstreams.1.service_time.median="40ms"',
+        'upstreams.1.service_time.p99="200ms"'])
     local = run_local(sc)
     for placement in PLACEMENTS:
         assert run_groups(sc, placement=placement).trace_hash == local.trace_hash, placement
