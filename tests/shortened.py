@@ -29,5 +29,24 @@ SHORT = {
 }
 
 
+# The upstreams of the shipped scenarios before they moved to model = "latency" (capacity never
+# bound in them): with these overrides a run reproduces, event for event, the legacy model.
+LEGACY = {
+    "stripe-5min-outage": ['upstreams.0.model="legacy"', "upstreams.0.servers=500",
+                           'upstreams.0.service="40ms"', "upstreams.0.queue=5000",
+                           'upstreams.1.model="legacy"', "upstreams.1.servers=50"],
+    "payment-processor-15min": ['upstreams.0.model="legacy"', "upstreams.0.servers=200",
+                                'upstreams.0.service="60ms"', "upstreams.0.queue=2000"],
+    "openai-429-storm": ['upstreams.0.model="legacy"', "upstreams.0.servers=400",
+                         'upstreams.0.service="800ms"', "upstreams.0.queue=1000",
+                         'upstreams.1.model="legacy"', "upstreams.1.servers=100",
+                         'upstreams.1.service="500ms"'],
+    "region-down": ['upstreams.0.model="legacy"', "upstreams.0.servers=300"],
+    "webhook-receiver-flapping": ['upstreams.0.model="legacy"'],
+    "race-vs-fallback": ['upstreams.0.model="legacy"', "upstreams.0.servers=1000",
+                         'upstreams.0.service="10ms"'],
+}
+
+
 def path(name: str) -> Path:
     return ROOT / f"{name}.toml"

@@ -4,7 +4,7 @@ invariants every run must keep."""
 import json
 
 import pytest
-from shortened import SHORT, path
+from shortened import LEGACY, SHORT, path
 
 from sim.cli import main
 from sim.runtime.local import run_local
@@ -13,14 +13,26 @@ from sim.scenario import load_scenario
 # Pinned behaviour. A change here means the simulation's behaviour changed: update it only on
 # purpose, and say why in the commit.
 GOLDEN = {
+    "stripe-5min-outage": "a6a866eca186ae112bd569e9f9abe52c",
+    "payment-processor-15min": "915ced29207313ba19a49d329ad2be8c",
+    "openai-429-storm": "d1657b2e78f5aa5eb7a3bb42a529f1fd",
+    "region-down": "018d79b962bfa0b37e50f061e0b80912",
+    "webhook-receiver-flapping": "7a73a91970ab9f160ddbb3d8cdab771b",
+    "race-vs-fallback": "07e9ea54aa66142863538f822b15d16a",
+    "metastable-retries": "6e3a8a8aead10e274ff263dc2c1e209a",
+    "occ-contention": "bbdf0b082295798d1176aca7f133a6dd",
+}
+
+# Re-pinned when the shipped scenarios moved from the legacy upstream model to model = "latency"
+# (capacity never bound in them). With their old upstream settings (shortened.LEGACY) the runs
+# reproduce the hashes pinned before, event for event:
+GOLDEN_LEGACY = {
     "stripe-5min-outage": "e6c35bcc1c40453a2672aee10a7fa136",
     "payment-processor-15min": "bd3fb88dd33f8088657f418e981bd609",
     "openai-429-storm": "fb0e580ee492b96532d1fddad604cff1",
     "region-down": "ea5c4515ce5b4249c0d3d716afe7a5ec",
     "webhook-receiver-flapping": "a72da59501e0571bc309dba5f5189b31",
     "race-vs-fallback": "796f6a0de21a879df6d381a2033ec80d",
-    "metastable-retries": "6e3a8a8aead10e274ff263dc2c1e209a",
-    "occ-contention": "bbdf0b082295798d1176aca7f133a6dd",
 }
 
 # The dam without failure feedback (breaker and adaptive pace off) reproduces, event for event,
@@ -36,8 +48,9 @@ GOLDEN_FEEDBACK_OFF = {
 # text to pickle (speed): the key sequences did not change. Folded as text, the same runs still
 # give the hashes pinned before, including those pinned before the breaker existed.
 TEXT_ENCODED = {
-    "region-down": ([], "fd55eb44c3f9ee0bc3b11b96ed26cd60"),
-    "stripe-5min-outage": (FEEDBACK_OFF, "b0ce8be11c4cbfbb243b953110e2b894"),
+    "region-down": (LEGACY["region-down"], "fd55eb44c3f9ee0bc3b11b96ed26cd60"),
+    "stripe-5min-outage": ([*LEGACY["stripe-5min-outage"], *FEEDBACK_OFF],
+                           "b0ce8be11c4cbfbb243b953110e2b894"),
 }
 
 _cache: dict = {}
@@ -54,9 +67,15 @@ def test_golden_trace_hash(name):
     assert run(name).trace_hash == GOLDEN[name], f"new hash {run(name).trace_hash}"
 
 
+@pytest.mark.parametrize("name", sorted(GOLDEN_LEGACY))
+def test_legacy_upstreams_reproduce_the_runs_before_the_migration(name):
+    r = run_local(load_scenario(path(name), [*SHORT[name], *LEGACY[name]]))
+    assert r.trace_hash == GOLDEN_LEGACY[name]
+
+
 @pytest.mark.parametrize("name", sorted(GOLDEN_FEEDBACK_OFF))
 def test_feedback_off_reproduces_the_earlier_behaviour(name):
-    r = run_local(load_scenario(path(name), [*SHORT[name], *FEEDBACK_OFF]))
+    r = run_local(load_scenario(path(name), [*SHORT[name], *LEGACY[name], *FEEDBACK_OFF]))
     assert r.trace_hash == GOLDEN_FEEDBACK_OFF[name]
     assert all(d["breaker_opens"] == 0 for d in r.summary["domains"].values())
 
