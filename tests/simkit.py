@@ -37,7 +37,7 @@ class Probe(Actor):
 
 
 def upstream_cfg(**kw) -> UpstreamSpec:
-    base = {"name": "u", "url": "https://u.example"}
+    base = {"name": "u", "url": "https://u.example", "model": "legacy"}  # these tests' model
     base.update(kw)
     return upstream_spec(msgspec.convert(base, UpstreamCfg))
 

@@ -112,7 +112,7 @@ class UpstreamSpec(_R):
     latency: LatencySpec
     region_latency: dict[str, LatencySpec]
     outages: tuple[OutageSpec, ...]
-    model: str = "legacy"  # legacy | queue | latency
+    model: str = "queue"  # queue | latency | legacy
     service: ServiceSpec | None = None  # the queue model's service-time distribution
     defences: DefencesSpec = DefencesSpec()
     contention_keys: int | None = None

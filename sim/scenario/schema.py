@@ -147,7 +147,7 @@ class Upstream(_S, kw_only=True):
     url: str
     # legacy: FCFS capacity, answer = service start + an independent latency draw;
     # queue: the answer leaves when service ends, + the network; latency: infinite servers
-    model: Literal["legacy", "queue", "latency"] = "legacy"
+    model: Literal["legacy", "queue", "latency"] = "queue"
     servers: Annotated[int, msgspec.Meta(ge=1, le=MAX_SERVERS)] = 200
     service: Duration = "20ms"  # the mean service time (exponential and constant)
     service_time: ServiceTime = ServiceTime()
