@@ -305,7 +305,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.heatmap and result["rows"]:
         from .plots import heatmap
 
-        files.append(heatmap(result, summarize_sweep(result), args.heatmap,
+        files.extend(heatmap(result, summarize_sweep(result), args.heatmap,
                              args.heatmap_workload or sc0.workloads[0].name, out))
     if base is not None:
         point_latest(base, out)
@@ -375,6 +375,12 @@ def _heatmap_problem(args: argparse.Namespace, grid, sc) -> str | None:
 
     if args.heatmap is None:
         return "--heatmap-workload needs --heatmap" if args.heatmap_workload else None
+    parts = args.heatmap.split(".")
+    if parts[0] == "windows" and len(parts) == 4:  # windows.<window>.<workload>.<metric>
+        if args.heatmap_workload not in (None, parts[2]):
+            return (f"--heatmap {args.heatmap} names workload {parts[2]!r}, "
+                    f"--heatmap-workload {args.heatmap_workload!r}")
+        args.heatmap, args.heatmap_workload = f"{parts[1]}.{parts[3]}", parts[2]
     if len(grid) != 2:
         return f"--heatmap needs exactly two --grid fields (got {len(grid)})"
     names = metric_names([w.name for w in sc.windows])
@@ -485,8 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "out/sweep-<name>/latest pointing at it)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--heatmap", metavar="METRIC",
-                   help="with two --grid fields: a phase map (heatmap.png) of METRIC, e.g. "
-                        "success_rate or after.goodput_per_s (a [[windows]] entry's)")
+                   help="with two --grid fields: a phase map (heatmap.png, heatmap.csv) of "
+                        "METRIC, e.g. success_rate, after.goodput_per_s (a [[windows]] "
+                        "entry's) or windows.after.<workload>.success_rate")
     p.add_argument("--heatmap-workload", metavar="NAME",
                    help="the workload the heatmap shows (default: the first)")
     p.set_defaults(func=_cmd_sweep)

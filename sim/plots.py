@@ -8,6 +8,7 @@ three, each family gets its own panel on a shared time axis. Outage windows are 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +136,11 @@ def plot(result: RunResult, out: Path) -> list[Path]:
     return files
 
 
-def heatmap(result: dict, entries: list[dict], metric: str, workload: str, out: Path) -> Path:
+def heatmap(result: dict, entries: list[dict], metric: str, workload: str,
+            out: Path) -> list[Path]:
     """A phase map of a two-key sweep: ``metric`` of ``workload`` (mean over seeds) per grid
-    point, the first key down, the second across; each cell labelled with its value."""
+    point, the first key down, the second across; each cell labelled with its value. Writes
+    ``heatmap.png`` and the same grid as ``heatmap.csv``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,4 +166,10 @@ def heatmap(result: dict, entries: list[dict], metric: str, workload: str, out: 
     path = out / "heatmap.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return path
+    csv_path = out / "heatmap.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([f"{ky} \\ {kx}", *xs])
+        for y, row in zip(ys, z, strict=True):
+            w.writerow([y, *("" if np.isnan(v) else f"{v:.6g}" for v in row)])
+    return [path, csv_path]

@@ -23,8 +23,13 @@ SHORT = {
     "webhook-receiver-flapping": ['duration="30s"', 'drain="3m"',
                                   "workloads.orders.arrivals.rate=20"],
     "race-vs-fallback": ['duration="20s"', 'drain="20s"'],
-    "metastable-retries": ['duration="2m"', 'drain="10s"',
-                           'windows.2.end="2m"'],
+    "metastable-retries": ['duration="80s"', 'drain="5s"',
+                           'upstreams.0.outages.0.start="20s"', 'upstreams.0.outages.0.end="30s"',
+                           'upstreams.1.outages.0.start="20s"', 'upstreams.1.outages.0.end="30s"',
+                           'upstreams.2.outages.0.start="20s"', 'upstreams.2.outages.0.end="30s"',
+                           'windows.0.start="5s"', 'windows.0.end="20s"',
+                           'windows.1.start="20s"', 'windows.1.end="30s"',
+                           'windows.2.start="45s"', 'windows.2.end="80s"'],
     "occ-contention": ['drain="20s"'],
 }
 

@@ -19,8 +19,9 @@ from sim.runtime.workers import CausalityError
 from sim.scenario import load_scenario
 
 
+# metastable-retries (the slowest) is run on placements by tests/test_windows.py
 @pytest.mark.parametrize("placement", PLACEMENTS)
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", sorted(set(GOLDEN) - {"metastable-retries"}))
 def test_every_placement_reproduces_the_golden_hash(name, placement):
     r = run_groups(load_scenario(path(name), SHORT[name]), placement=placement)
     assert r.trace_hash == GOLDEN[name]

@@ -168,3 +168,26 @@ def test_a_stop_request_ends_a_ray_run_with_partial_results(ray_session):
     r = run_ray(sc, placement="default", should_stop=should_stop)
     assert r.summary["interrupted"] is True and 0 < r.summary["interrupted_at_s"] < 70
     assert r.summary["workloads"]["race-3-regions"]["jobs"] > 0
+
+
+# The world models added since: link jitter (its floor is the Ray lookahead), a queue-model
+# upstream with its self-timers, a capacity outage and the dam, measurement windows.
+WORLD = {
+    "stripe-5min-outage": [*TINY["stripe-5min-outage"], 'network.jitter.kind="exponential"',
+                           'network.jitter.scale="5ms"'],
+    "metastable-retries": ['duration="8s"', 'drain="4s"', 'upstreams.0.outages.0.start="2s"',
+                           'upstreams.0.outages.0.end="4s"', 'windows.0.start="0s"',
+                           'windows.0.end="2s"', 'windows.1.start="2s"', 'windows.1.end="4s"',
+                           'windows.2.start="5s"', 'windows.2.end="8s"',
+                           *(f"workloads.{i}.arrivals.rate=20" for i in range(3))],
+}
+
+
+@pytest.mark.parametrize("name", sorted(WORLD))
+def test_ray_equals_local_for_the_newer_world_models(ray_session, name):
+    sc = load_scenario(path(name), WORLD[name])
+    local = run_local(sc)
+    remote = run_ray(sc, placement="default")
+    assert remote.trace_hash == local.trace_hash
+    assert remote.summary["workloads"] == local.summary["workloads"]
+    assert remote.summary.get("windows") == local.summary.get("windows")

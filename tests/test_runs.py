@@ -217,8 +217,11 @@ def test_a_two_key_sweep_draws_its_phase_map(tmp_path):
                  "--set", 'windows=[{name="after",start="25s",end="40s"}]',
                  "--grid", "upstreams.0.outages.0.servers=10,18",
                  "--grid", "upstreams.0.queue=1000,20000",
-                 "--heatmap", "after.goodput_per_s"]) == 0
+                 "--heatmap", "windows.after.retry-at-once.goodput_per_s"]) == 0
     assert (out / "heatmap.png").stat().st_size > 10_000
+    rows = (out / "heatmap.csv").read_text().splitlines()
+    assert rows[0] == "upstreams.0.outages.0.servers \\ upstreams.0.queue,1000,20000"
+    assert len(rows) == 3
     doc = json.loads((out / "sweep.json").read_text())
     cells = {(e["upstreams.0.outages.0.servers"], e["upstreams.0.queue"]):
              e["after.goodput_per_s"] for e in doc["summary"] if e["workload"] == "retry-at-once"}

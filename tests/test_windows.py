@@ -89,12 +89,14 @@ def test_the_windows_table_fits_and_the_report_has_it(storm, tmp_path):
 
 
 def test_a_queue_model_run_is_the_same_on_every_runtime():
-    from sim.runtime.planning import PLACEMENTS
-
+    """The queue model's self-timers, capacity windows and defences, the dam and the windows,
+    on the grouped runtime's widest and narrowest placements (Ray ≡ groups: test_ray)."""
     sc = load_scenario(path("metastable-retries"), [
         *SHORT["metastable-retries"], 'upstreams.0.defences.lifo_above=50',
         'upstreams.1.service_time.kind="lognormal"', 'upstreams.1.service_time.median="40ms"',
         'upstreams.1.service_time.p99="200ms"'])
     local = run_local(sc)
-    for placement in PLACEMENTS:
-        assert run_groups(sc, placement=placement).trace_hash == local.trace_hash, placement
+    for placement in ("default", "per-actor"):
+        g = run_groups(sc, placement=placement)
+        assert g.trace_hash == local.trace_hash, placement
+        assert g.summary["windows"] == local.summary["windows"]

@@ -276,3 +276,56 @@ def test_latency_model_has_no_capacity():
                        latency={"median": "10ms", "p99": "10ms"})
     probe, _, _ = run_upstream(cfg, [(0, i, 0, 10 * S, False, 0) for i in range(500)])
     assert {t for t, _ in probe.answers} == {MS + 10 * MS}  # all at once: infinite servers
+
+
+def test_queue_model_md1_matches_pollaczek_khinchine_and_lindley():
+    """M/D/1, ρ = 0.8, constant 10 ms service: mean time in system D + ρD / (2(1 - ρ)) = 30 ms
+    (Pollaczek–Khinchine; ±5 % over 40,000 correlated samples). With constant service, every
+    request's wait is Lindley's recursion on the same arrivals, exactly."""
+    rng = np.random.default_rng(9)
+    times = np.cumsum(rng.exponential(12_500, 40_000)).astype(int)
+    cfg = upstream_cfg(model="queue", servers=1, service="10ms", queue=1_000_000,
+                       service_time={"kind": "constant"},
+                       latency={"median": "1ms", "p99": "1ms"})
+    probe, _, _ = run_upstream(cfg, [(int(t), i, 0, 3600 * S, False, 0)
+                                     for i, t in enumerate(times)], until=10**12)
+    got = {msg.tag: t - int(times[msg.tag]) - 2 * MS for t, msg in probe.answers}
+    sojourn = np.array([got[i] for i in range(len(times))])
+    assert abs(sojourn.mean() - 30_000) < 1_500
+    wait, expected = 0, []
+    for i, t in enumerate(times):  # Lindley: W(n+1) = max(0, W(n) + S - A(n+1))
+        if i:
+            wait = max(0, wait + 10_000 - int(t - times[i - 1]))
+        expected.append(wait + 10_000)
+    assert sojourn.tolist() == expected
+
+
+@pytest.mark.parametrize(("sets", "where"), [
+    (['upstreams.0.model="latency"', 'upstreams.0.service_time.kind="constant"'],
+     "$.upstreams[0].service_time"),
+    (['upstreams.0.model="legacy"', "upstreams.0.defences.drop_expired=true"],
+     "$.upstreams[0].defences"),
+    (['upstreams.0.model="queue"', 'upstreams.0.service_time.kind="lognormal"'],
+     "$.upstreams[0].service_time"),
+    (['upstreams.0.model="queue"', 'upstreams.0.service_time.kind="lognormal"',
+      'upstreams.0.service_time.median="50ms"', 'upstreams.0.service_time.p99="10ms"'],
+     "$.upstreams[0].service_time.p99"),
+    (['upstreams.0.model="queue"', 'upstreams.0.service_time.kind="empirical"'],
+     "$.upstreams[0].service_time.values"),
+    (['upstreams.0.model="queue"', 'upstreams.0.service_time.kind="empirical"',
+      'upstreams.0.service_time.values=["5ms", "0s"]'], "$.upstreams[0].service_time.values[1]"),
+    (['upstreams.0.model="queue"', 'upstreams.0.defences.codel_target="200ms"'],
+     "$.upstreams[0].defences.codel_target"),
+    (['upstreams.0.model="queue"', "upstreams.0.defences.lifo_above=-1"],
+     "$.upstreams[0].defences.lifo_above"),
+    (['upstreams.0.model="bogus"'], "$.upstreams[0].model"),
+])
+def test_new_upstream_fields_are_validated_with_their_path(sets, where):
+    from shortened import path
+
+    from sim.scenario import ScenarioError, load_scenario
+
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path("openai-429-storm"), sets)
+    assert any(line.startswith(f"{where}:") or f"{where}:" in line for line in e.value.lines()), \
+        e.value.lines()
