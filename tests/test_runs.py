@@ -211,10 +211,11 @@ def test_heatmap_usage_errors_come_before_any_run(extra, message, tmp_path, caps
 def test_a_two_key_sweep_draws_its_phase_map(tmp_path):
     out = tmp_path / "s"
     assert main(["sweep", "metastable-retries", "--seeds", "1", "--quiet", "--out", str(out),
-                 "--set", 'duration="40s"', "--set", 'drain="5s"',
-                 "--set", 'upstreams.0.outages.0.start="10s"',
-                 "--set", 'upstreams.0.outages.0.end="15s"',
-                 "--set", 'windows=[{name="after",start="25s",end="40s"}]',
+                 "--set", 'duration="24s"', "--set", 'drain="2s"',
+                 "--set", 'upstreams.0.outages.0.start="5s"',
+                 "--set", 'upstreams.0.outages.0.end="10s"',
+                 "--set", 'windows=[{name="after",start="15s",end="24s"}]',
+                 "--set", "workloads.2.arrivals.rate=50",
                  "--grid", "upstreams.0.outages.0.servers=10,18",
                  "--grid", "upstreams.0.queue=1000,20000",
                  "--heatmap", "windows.after.retry-at-once.goodput_per_s"]) == 0
