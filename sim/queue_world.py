@@ -120,13 +120,6 @@ class QueueUpstream(Upstream):
         self.drop_next = 0
         self.drop_count = 0
 
-    def _servers_now(self, now: int) -> int:
-        n = self.cfg.servers
-        for start, end, k in self.capacity:
-            if start <= now < end and k < n:
-                n = k
-        return n
-
     # -- arrival ---------------------------------------------------------------------------------
     def _on_request(self, msg: Request, now: int) -> None:
         factor = self._admit(msg, now)

@@ -173,13 +173,18 @@ class Upstream(Actor):
         self._service_buf: list[int] = []
         self._service_i = 0
 
+    def _servers_now(self, now: int) -> int:
+        """How many servers the capacity windows allow at ``now``."""
+        n = self.cfg.servers
+        for start, end, k in self.capacity:
+            if start <= now < end and k < n:
+                n = k
+        return n
+
     def _set_capacity(self, now: int) -> None:
         """Park or bring back servers so that as many are active as the windows at ``now``
         allow (checked lazily, on each request: only requests use servers)."""
-        want = self.cfg.servers
-        for start, end, n in self.capacity:
-            if start <= now < end and n < want:
-                want = n
+        want = self._servers_now(now)
         servers = self.servers
         if len(servers) == want:
             return
