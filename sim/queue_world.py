@@ -130,7 +130,9 @@ class QueueUpstream(Upstream):
         entry = self.entries[seq] = _Waiting(msg, now, factor)
         guard = msg.deadline - self.min_rtt  # the timeout leaves in time to arrive at it
         self.send(self.id, guard if guard > now else now, CallerDeadline(seq))
-        if self.busy < self._servers_now(now):
+        if self.line:  # servers a capacity window gave back go to those already waiting
+            self._next(now)
+        if not self.line and self.busy < self._servers_now(now):
             self._serve(seq, entry, now)
         elif len(self.line) < self.queue_limit:
             self.line.append(seq)

@@ -19,7 +19,7 @@ GOLDEN = {
     "region-down": "018d79b962bfa0b37e50f061e0b80912",
     "webhook-receiver-flapping": "7a73a91970ab9f160ddbb3d8cdab771b",
     "race-vs-fallback": "07e9ea54aa66142863538f822b15d16a",
-    "metastable-retries": "ce75176190a9a059f8f4727728532b51",
+    "metastable-retries": "8a8bd901194760353bc402d302715194",
     "occ-contention": "bbdf0b082295798d1176aca7f133a6dd",
 }
 

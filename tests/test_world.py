@@ -329,3 +329,16 @@ def test_new_upstream_fields_are_validated_with_their_path(sets, where):
         load_scenario(path("openai-429-storm"), sets)
     assert any(line.startswith(f"{where}:") or f"{where}:" in line for line in e.value.lines()), \
         e.value.lines()
+
+
+def test_queue_model_never_lets_a_newcomer_pass_those_waiting():
+    """When a capacity window ends, the servers it gives back go to the oldest waiting
+    requests, not to the next arrival (FIFO)."""
+    cfg = upstream_cfg(model="queue", servers=4, service="10ms", queue=100_000,
+                       service_time={"kind": "constant"},
+                       latency={"median": "1ms", "p99": "1ms"},
+                       outages=[{"start": "0s", "end": "1s", "mode": "capacity", "servers": 1}])
+    reqs = [(i * 5 * MS, i, 0, 3600 * S, False, 0) for i in range(400)]  # 200/s for 2 s
+    probe, _, _ = run_upstream(cfg, reqs, until=10**12)
+    order = [msg.tag for _, msg in sorted(probe.answers, key=lambda a: (a[0], a[1].tag))]
+    assert order == sorted(order)  # answered in arrival order: constant service, FIFO
