@@ -15,34 +15,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .draws import BLOCK, BlockDraws
+
 __all__ = ["LinkJitter", "link_jitter"]
 
-BLOCK = 4096
 
-
-class LinkJitter:
+class LinkJitter(BlockDraws):
     """``exponential``: mean ``scale_us``; ``uniform``: between 0 and ``scale_us``."""
 
-    __slots__ = ("_buf", "_i", "kind", "rng", "scale_us")
+    __slots__ = ("kind", "rng", "scale_us")
 
     def __init__(self, kind: str, scale_us: int, rng: np.random.Generator) -> None:
+        super().__init__(self._block)
         self.kind = kind
         self.scale_us = scale_us
         self.rng = rng
-        self._buf: list[int] = []
-        self._i = 0
 
-    def __call__(self) -> int:
-        i = self._i
-        if i >= len(self._buf):
-            if self.kind == "exponential":
-                v = self.rng.exponential(self.scale_us, BLOCK)
-            else:
-                v = self.rng.uniform(0.0, self.scale_us, BLOCK)
-            self._buf = v.astype(np.int64).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+    def _block(self) -> np.ndarray:
+        if self.kind == "exponential":
+            return self.rng.exponential(self.scale_us, BLOCK)
+        return self.rng.uniform(0.0, self.scale_us, BLOCK)
 
 
 def link_jitter(kind: str, scale_us: int, rng: np.random.Generator) -> LinkJitter | None:

@@ -39,23 +39,23 @@ from typing import ClassVar
 
 import numpy as np
 
+from .draws import BLOCK, BlockDraws
 from .messages import CallerDeadline, Request, Response, ServiceDone
 from .scenario.resolved import ServiceSpec
-from .world import BLOCK, Z99, Upstream
+from .world import Z99, Upstream
 
 __all__ = ["LatencyUpstream", "QueueUpstream", "ServiceSampler"]
 
 
-class ServiceSampler:
+class ServiceSampler(BlockDraws):
     """Service times (µs, >= 1) drawn in blocks from a :class:`ServiceSpec`."""
 
-    __slots__ = ("_buf", "_i", "rng", "spec")
+    __slots__ = ("rng", "spec")
 
     def __init__(self, spec: ServiceSpec, rng: np.random.Generator) -> None:
+        super().__init__(self._block)
         self.spec = spec
         self.rng = rng
-        self._buf: list[int] = []
-        self._i = 0
 
     def _block(self) -> np.ndarray:
         s, rng = self.spec, self.rng
@@ -71,14 +71,6 @@ class ServiceSampler:
         if s.slow_fraction > 0:
             v[rng.random(BLOCK) < s.slow_fraction] *= s.slow_factor
         return np.maximum(v, 1.0)
-
-    def __call__(self) -> int:
-        i = self._i
-        if i >= len(self._buf):
-            self._buf = self._block().astype(np.int64).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
 
 
 class _Waiting:

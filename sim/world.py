@@ -31,6 +31,7 @@ import numpy as np
 from engine.retry import BlockRandom
 from engine.units import US_PER_S
 
+from .draws import BLOCK, BlockDraws
 from .jitter import link_jitter
 from .kernel import Actor
 from .messages import HookRequest, HookResponse, Request, Response
@@ -40,15 +41,15 @@ from .scenario.resolved import LatencySpec, OutageSpec, ReceiverSpec, UpstreamSp
 __all__ = ["LatencySampler", "OutageTable", "OutageWindow", "Receiver", "Upstream"]
 
 Z99 = 2.3263478740408408
-BLOCK = 4096
 
 
-class LatencySampler:
+class LatencySampler(BlockDraws):
     """Lognormal (median, p99) with an optional slow-mode mixture, drawn in blocks (µs ints)."""
 
-    __slots__ = ("_buf", "_i", "factor", "fraction", "mu", "rng", "sigma")
+    __slots__ = ("factor", "fraction", "mu", "rng", "sigma")
 
     def __init__(self, lat: LatencySpec, rng: np.random.Generator) -> None:
+        super().__init__(self._block)
         median = lat.median_us
         p99 = lat.p99_us
         self.mu = math.log(median)
@@ -56,19 +57,12 @@ class LatencySampler:
         self.fraction = lat.slow_fraction
         self.factor = lat.slow_factor
         self.rng = rng
-        self._buf: list[int] = []
-        self._i = 0
 
-    def __call__(self) -> int:
-        i = self._i
-        if i >= len(self._buf):
-            v = self.rng.lognormal(self.mu, self.sigma, BLOCK)
-            if self.fraction > 0:
-                v[self.rng.random(BLOCK) < self.fraction] *= self.factor
-            self._buf = np.maximum(v, 1.0).astype(np.int64).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+    def _block(self) -> np.ndarray:
+        v = self.rng.lognormal(self.mu, self.sigma, BLOCK)
+        if self.fraction > 0:
+            v[self.rng.random(BLOCK) < self.fraction] *= self.factor
+        return np.maximum(v, 1.0)
 
 
 class OutageWindow:
@@ -170,8 +164,8 @@ class Upstream(Actor):
             self.latency.append(LatencySampler(lat, self.rng))
         self.uniform = BlockRandom(self.rng).random
         self.jitter = link_jitter(*self.jitter_spec, self.rng)  # on the way back
-        self._service_buf: list[int] = []
-        self._service_i = 0
+        self._service = BlockDraws(  # exponential service times (legacy model)
+            lambda: np.maximum(self.rng.exponential(self.service_mean, BLOCK), 1))
 
     def _servers_now(self, now: int) -> int:
         """How many servers the capacity windows allow at ``now``."""
@@ -198,15 +192,6 @@ class Upstream(Actor):
             del self.parked[:len(back)]
             servers.extend(t if t > now else now for t in back)
             servers.sort()
-
-    def _service(self) -> int:
-        i = self._service_i
-        if i >= len(self._service_buf):
-            self._service_buf = np.maximum(
-                self.rng.exponential(self.service_mean, BLOCK), 1).astype(np.int64).tolist()
-            i = 0
-        self._service_i = i + 1
-        return self._service_buf[i]
 
     def _admit(self, msg: Request, now: int) -> float | None:
         """What every model does first: count the attempt, apply an outage, the own rate
