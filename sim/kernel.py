@@ -1,8 +1,10 @@
 """The event kernel: virtual time in int µs, one heap, a total order, per-actor RNGs.
 
-Every message is a heap entry ``(key, target, msg)`` with
-``key = deliver_at << 40 | origin << 28 | origin_seq``: the total order (deliver time, origin
-actor id, origin sequence) packed into one int, so heap comparisons never look further. Actors
+Every message has a key ``deliver_at << 40 | origin << 28 | origin_seq``: the total order
+(deliver time, origin actor id, origin sequence) packed into one int. The heap holds plain ints,
+``key << 12 | target``, and the messages wait in a dict under the same int: comparing two ints
+costs a fraction of comparing two tuples (which compares their first items twice, for equality
+and then for order), and a heap operation makes ~log2(n) comparisons. Actors
 never call each other: they ``send`` messages (``sim.messages``) with a delivery time (≥ now;
 > now across actors, by the link latencies); timers are messages to self. The kernel delivers a
 message straight to the method its receiver declared for its type (``Actor.HANDLERS``).
@@ -28,6 +30,9 @@ ORIGIN_SHIFT = 28
 TIME_SHIFT = 40
 SEQ_MASK = (1 << ORIGIN_SHIFT) - 1
 MAX_ACTORS = 1 << (TIME_SHIFT - ORIGIN_SHIFT)
+TARGET_BITS = 12  # a heap item is key << TARGET_BITS | target
+TARGET_MASK = (1 << TARGET_BITS) - 1
+assert MAX_ACTORS <= 1 << TARGET_BITS
 _TRACE_BLOCK = 1 << 16
 _encode = pickle.dumps
 
@@ -92,22 +97,29 @@ class Actor:
         self._table = table
         return table
 
-    def bind(self, actor_id: int, push: Callable[[tuple], None] | list,
+    def bind(self, actor_id: int, push: Kernel | Callable[[tuple], None],
              rng: np.random.Generator) -> None:
-        """``push`` is the local runtime's heap (a list) or a router that takes one
+        """``push`` is the kernel that delivers (local runs) or a router that takes one
         ``(key, target, msg)`` entry (the grouped runtimes). ``send`` is bound here as a closure
         over everything it needs: it runs once per message, so it reads no attribute."""
         if actor_id >= MAX_ACTORS:
             raise ValueError(f"at most {MAX_ACTORS} actors")
         self.id = actor_id
         self.rng = rng
-        # origin | sequence in one counter (sequences stay below 2**28: the key's low bits)
-        low = itertools.count((actor_id << ORIGIN_SHIFT) + 1).__next__
-        if isinstance(push, list):
-            def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push,
-                     _shift=TIME_SHIFT) -> None:
-                _push(_heap, ((at << _shift) | low(), target, msg))
+        if isinstance(push, Kernel):
+            # origin | sequence in one counter, already shifted past the target's bits
+            # (sequences stay below 2**28: the key's low bits)
+            low = itertools.count(((actor_id << ORIGIN_SHIFT) + 1) << TARGET_BITS,
+                                  1 << TARGET_BITS).__next__
+
+            def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push.heap,
+                     _msgs=push.msgs, _shift=TIME_SHIFT + TARGET_BITS) -> None:
+                item = (at << _shift) | low() | target
+                _msgs[item] = msg
+                _push(_heap, item)
         else:
+            low = itertools.count((actor_id << ORIGIN_SHIFT) + 1).__next__
+
             def send(target: int, at: int, msg, _push=push, _shift=TIME_SHIFT) -> None:
                 _push(((at << _shift) | low(), target, msg))
         self.send = send
@@ -131,10 +143,11 @@ class Kernel:
     """A tiny discrete-event kernel (SimPy's core, without processes)."""
 
     __slots__ = ("_handlers", "_trace_block", "actors", "events", "hash_trace", "hasher", "heap",
-                 "now", "trace_sink")
+                 "msgs", "now", "trace_sink")
 
     def __init__(self, trace_sink: list | None = None, hash_trace: bool = True) -> None:
-        self.heap: list = []
+        self.heap: list[int] = []  # key << TARGET_BITS | target
+        self.msgs: dict[int, object] = {}  # the same int -> the message waiting to be delivered
         self.actors: list[Actor] = []
         self._handlers: list[Callable] = []
         self.now = 0
@@ -146,46 +159,55 @@ class Kernel:
 
     def add(self, actors: Sequence[Actor], rngs: Sequence[np.random.Generator],
             push: Callable[[tuple], None] | None = None) -> None:
-        """Bind ``actors`` (ids in order); ``push`` routes their messages (default: this
-        kernel's heap)."""
-        push = push or self.heap
+        """Bind ``actors`` (ids in order); ``push`` routes their messages as ``(key, target,
+        msg)`` entries (default: straight into this kernel)."""
         for actor, rng in zip(actors, rngs, strict=True):
-            actor.bind(len(self.actors), push, rng)
+            actor.bind(len(self.actors), push or self, rng)
             self.actors.append(actor)
         self._handlers = [a.dispatch() for a in self.actors]
+
+    def schedule(self, key: int, target: int, msg) -> None:
+        """Queue ``msg`` for ``target`` under ``key`` (a message from another group)."""
+        item = (key << TARGET_BITS) | target
+        self.msgs[item] = msg
+        heapq.heappush(self.heap, item)
 
     def start(self) -> None:
         for a in self.actors:
             a.start(0)
 
     def next_time(self) -> int | None:
-        return self.heap[0][0] >> TIME_SHIFT if self.heap else None
+        return self.heap[0] >> (TIME_SHIFT + TARGET_BITS) if self.heap else None
 
     def run(self, until: int) -> int:
         """Deliver every event with deliver time < ``until``; returns how many."""
         heap = self.heap
         pop, push = heapq.heappop, heapq.heappush
+        take = self.msgs.pop
         handlers = self._handlers
         block = self._trace_block
         append = block.append
         sink = self.trace_sink
-        shift = TIME_SHIFT
+        tb, mask = TARGET_BITS, TARGET_MASK
+        shift = TIME_SHIFT + TARGET_BITS
         limit = until << shift
         before = len(block)
         if sink is None:
             while True:
                 try:  # zero-cost unless raised (3.11+): cheaper than testing the heap first
-                    key, target, msg = entry = pop(heap)
+                    item = pop(heap)
                 except IndexError:  # nothing left to happen
                     break
-                if key >= limit:
-                    push(heap, entry)  # not yet: back it goes (once per call)
+                if item >= limit:
+                    push(heap, item)  # not yet: back it goes (once per call)
                     break
-                append(key)
-                handlers[target][type(msg)](msg, key >> shift)
+                append(item >> tb)
+                msg = take(item)
+                handlers[item & mask][type(msg)](msg, item >> shift)
         else:
-            while heap and heap[0][0] < limit:
-                key, target, msg = pop(heap)
+            while heap and heap[0] < limit:
+                item = pop(heap)
+                key, target, msg = item >> tb, item & mask, take(item)
                 now = key >> TIME_SHIFT
                 append(key)
                 sink.append((now, (key >> ORIGIN_SHIFT) & (MAX_ACTORS - 1), key & SEQ_MASK,

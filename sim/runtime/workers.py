@@ -3,7 +3,6 @@ messages for other groups as one msgspec-encoded batch per receiving group."""
 
 from __future__ import annotations
 
-import heapq
 from pathlib import Path
 
 from ..build import build
@@ -41,10 +40,10 @@ class GroupWorker:
         self.members = [a for a in self.actors if actor_group[a.id] == me]
 
     def _route(self, entry: tuple) -> None:
-        key, target, _msg = entry
+        key, target, msg = entry
         g = self.actor_group[target]
         if g == self.me:
-            heapq.heappush(self.kernel.heap, entry)
+            self.kernel.schedule(key, target, msg)
             return
         if key >> TIME_SHIFT < self.floors[g]:
             raise CausalityError(
@@ -62,8 +61,8 @@ class GroupWorker:
             packed = encode_batch([(k >> TIME_SHIFT, k & _LOW, t, m) for k, t, m in entries])
             out.append((g, packed, min(entries)[0] >> TIME_SHIFT, len(entries)))
         self.outbox = {}
-        heap = self.kernel.heap
-        return out, heap[0][0] >> TIME_SHIFT if heap else -1, self.kernel.take_keys()
+        nxt = self.kernel.next_time()
+        return out, -1 if nxt is None else nxt, self.kernel.take_keys()
 
     def start(self) -> Reply:
         for a in self.members:
@@ -71,11 +70,10 @@ class GroupWorker:
         return self._reply()
 
     def step(self, inbox: list[bytes], until: int, floors: list[int]) -> Reply:
-        heap = self.kernel.heap
-        push = heapq.heappush
+        schedule = self.kernel.schedule
         for chunk in inbox:
             for t, low, target, msg in decode_batch(chunk):
-                push(heap, ((t << TIME_SHIFT) | low, target, msg))
+                schedule((t << TIME_SHIFT) | low, target, msg)
         self.floors = floors
         self.kernel.run(until)
         return self._reply()
