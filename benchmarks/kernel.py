@@ -9,6 +9,15 @@ way of the network takes 1 ms. Written three times: as apidam actors on ``sim.ke
 processes, and as a hand-written heapq loop. The three must agree (success rate within 1
 percentage point, mean latency within 5 %: asserted); the figures are jobs simulated per second
 of wall time (best of ``--repeat`` interleaved runs), and their ratios.
+
+    python benchmarks/kernel.py --instructions [--jobs 50000]
+
+counts instructions instead (valgrind's callgrind; Debian package ``valgrind``): each
+implementation runs once in its own process, minus a process that only imports and draws the
+same streams. Instruction counts do not move with the machine's neighbours; wall-time ratios
+do (on a shared 2-core VM the same code measured 4.52x in the morning and 3.69-3.87x in the
+afternoon, SimPy itself 15-20 % slower: memory-bound code suffers more from a noisy cache).
+Instructions are not time (they ignore cache misses), so both figures are reported.
 """
 
 from __future__ import annotations
@@ -16,8 +25,13 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import pathlib
 import platform
+import re
+import shutil
+import subprocess
+import sys
 import time
 from collections import deque
 from typing import ClassVar
@@ -241,12 +255,79 @@ def run_heapq(st: Streams) -> tuple[int, float, int]:
     return ok, lat / max(ok, 1), events
 
 
+IMPLS = {"apidam kernel": "run_apidam", "SimPy": "run_simpy", "bare heapq": "run_heapq"}
+
+
+def _child(name: str, jobs: int) -> None:
+    """One implementation in this process (``none``: only the imports and the streams)."""
+    import simpy  # noqa: F401  (imported by the baseline too, so its cost cancels)
+
+    import sim.kernel  # noqa: F401
+    st = Streams(1, jobs)
+    if name != "none":
+        ok, _, events = globals()[IMPLS[name]](st)
+        print(json.dumps({"ok": ok, "events": events}))
+
+
+def _instructions(name: str, jobs: int) -> tuple[int, dict]:
+    # one BLAS thread (numpy's idle workers would add a varying count) and a fixed hash seed:
+    # then the count repeats to within a few thousand instructions
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--child", name, "--jobs", str(jobs)],
+        capture_output=True, text=True, check=True, env=env)
+    count = int(re.search(r"Collected : (\d+)", out.stderr).group(1))
+    return count, json.loads(out.stdout) if out.stdout.strip() else {}
+
+
+def instruction_table(jobs: int) -> dict:
+    """Instructions per implementation (callgrind), each minus the baseline process."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (Debian: apt install valgrind)")
+    base, _ = _instructions("none", jobs)
+    rows = {}
+    for name in IMPLS:
+        count, info = _instructions(name, jobs)
+        rows[name] = {"instructions": count - base, "events": info["events"],
+                      "instructions_per_event": round((count - base) / info["events"])}
+    simpy_count = rows["SimPy"]["instructions"]
+    for r in rows.values():
+        r["speed_vs_simpy"] = round(simpy_count / r["instructions"], 2)
+    print(f"M/M/{SERVERS}/{QUEUE} with retries, {jobs:,} jobs, instructions counted by "
+          f"callgrind ({platform.python_version()})\n")
+    print("| implementation | instructions | events | instructions / event | speed vs SimPy |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['instructions']:,} | {r['events']:,} | "
+              f"{r['instructions_per_event']:,} | {r['speed_vs_simpy']}x |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="kernel vs SimPy vs heapq")
-    ap.add_argument("--jobs", type=int, default=200_000)
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="jobs per run (default 200,000; 50,000 with --instructions)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per implementation; the fastest counts (as timeit does)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions with callgrind instead of timing")
+    ap.add_argument("--child", choices=[*IMPLS, "none"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.jobs is not None and args.jobs < 1:
+        ap.error("--jobs must be >= 1")
+    if args.child:
+        _child(args.child, args.jobs or 200_000)
+        return
+    if args.instructions:
+        jobs = args.jobs or 50_000
+        rows = instruction_table(jobs)
+        out = pathlib.Path(__file__).parent / "results" / "kernel_instructions.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({"jobs": jobs, "rows": rows}, indent=2))
+        return
+    args.jobs = args.jobs or 200_000
     st = Streams(1, args.jobs)
     rows = {}
     impls = (("apidam kernel", run_apidam), ("SimPy", run_simpy), ("bare heapq", run_heapq))

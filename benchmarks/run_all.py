@@ -9,6 +9,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ("Kernel vs SimPy vs heapq", "kernel.py", []),
+    ("Kernel vs SimPy vs heapq in instructions", "kernel.py", ["--instructions"]),
+    ("The README story's wall time against the reference", "storm_speed.py", []),
     ("Engine decisions and memory", "engine_decisions.py", []),
     ("Routing policies", "policies.py", []),
     ("Retry storms", "retry_storm.py", []),
@@ -33,10 +36,14 @@ def main() -> None:
     for title, script, extra in SCRIPTS:
         if args.skip_ray and script == "ray_runtime.py":
             continue
+        if "--instructions" in extra and shutil.which("valgrind") is None:
+            print(f"skipping {script} {' '.join(extra)}: no valgrind", flush=True)
+            continue
         print(f"running {script} ...", flush=True)
         out = subprocess.run([sys.executable, str(HERE / script), *extra], cwd=HERE,
                              capture_output=True, text=True, check=True).stdout
-        sections.append(f"### {title} (`python benchmarks/{script}`)\n\n{out.strip()}\n")
+        command = " ".join([f"python benchmarks/{script}", *extra])
+        sections.append(f"### {title} (`{command}`)\n\n{out.strip()}\n")
     machine = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     body = (f"{MARK}\n\nRun on {_dt.date.today().isoformat()}, {machine}, "
