@@ -2,9 +2,9 @@
 
     python benchmarks/storm_speed.py [--ref 37556d8] [--repeat 3]
 
-Why a reference: on this class of machine (a shared 2-core VM) the same code's wall time for
-the full ``stripe-5min-outage`` has ranged from 21 s to 31 s on different days and from 41 s to
-61 s within one hour, so a bar in absolute seconds cannot be checked from one run. What is
+Why a reference: on this class of machine (a shared 2-core VM) the wall time of the full
+``stripe-5min-outage`` moves too much for a bar in absolute seconds: one commit took 21-23 s
+on one day and 27-29 s on another, and the reference 41 s to 61 s within one afternoon. What is
 stable is the ratio to other code run interleaved with it. The speed bar was set ("≤ 20 s;
 today ~29 s") when the reference commit took ~29 s; the script runs the reference and the
 working tree alternately (``--repeat`` pairs, each run in a fresh process, each tree with its

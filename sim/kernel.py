@@ -114,6 +114,7 @@ class Actor:
 
             def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push.heap,
                      _msgs=push.msgs, _shift=TIME_SHIFT + TARGET_BITS) -> None:
+                # Kernel.schedule, inlined (this runs once per message)
                 item = (at << _shift) | low() | target
                 _msgs[item] = msg
                 _push(_heap, item)
