@@ -25,10 +25,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-import msgspec
-
+from .configs import BreakerConfig
 from .spec import RetryPolicy
-from .units import US_PER_S as S
 
 __all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Verdict", "verdict"]
 
@@ -61,32 +59,6 @@ def verdict(status: int | None, error: str | None, policy: RetryPolicy | None) -
 
 
 _DEFAULT_POLICY = RetryPolicy()
-
-
-class BreakerConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Defaults are the dam's (reasons in docs/SEMANTICS.md §8a)."""
-
-    enabled: bool = True
-    failure_rate: float = 0.5  # Resilience4j failureRateThreshold 50 %
-    window_calls: int = 100  # Resilience4j slidingWindowSize 100 (count-based)
-    window_us: int = 30 * S  # outcomes older than this are forgotten (time-based bound)
-    min_calls: int = 10  # Resilience4j: 100; a 2 req/s domain would need 50 s to react
-    open_us: int = 5 * S  # first open interval (Resilience4j 60 s; Envoy ejection 30 s)
-    max_open_us: int = 30 * S  # cap of the doubling open interval (Envoy max_ejection_time)
-    probes: int = 3  # probe permits per half-open round = successes needed to close
-    probe_interval_us: int = S  # probes at least this far apart
-
-    def __post_init__(self) -> None:
-        if not 0 < self.failure_rate <= 1:
-            raise ValueError(f"failure_rate must be in (0, 1], got {self.failure_rate}")
-        if not 1 <= self.min_calls <= self.window_calls:
-            raise ValueError("need 1 <= min_calls <= window_calls")
-        if self.window_us <= 0 or self.open_us <= 0 or self.probe_interval_us < 0:
-            raise ValueError("window_us and open_us must be > 0, probe_interval_us >= 0")
-        if self.max_open_us < self.open_us:
-            raise ValueError("max_open_us must be >= open_us")
-        if self.probes < 1:
-            raise ValueError("probes must be >= 1")
 
 
 class CircuitBreaker:
@@ -140,8 +112,9 @@ class CircuitBreaker:
             self.next_probe_at = now + self.config.probe_interval_us
 
     # -- outcomes --------------------------------------------------------------------------------
-    def record(self, now: int, v: Verdict) -> bool:
-        """Learn from one finished attempt; True when this closed the breaker."""
+    def record(self, now: int, v: int) -> bool:
+        """Learn from one finished attempt (``v``: a :class:`Verdict`, or its plain int after a
+        trip through msgpack); True when this closed the breaker."""
         state = self.state
         if v == Verdict.NEUTRAL:  # == not is: a Verdict may arrive as a plain int (msgpack)
             return False

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import msgspec
 
-from .webhooks import SendWebhook
-
 __all__ = [
     "AskPermit",
     "AttemptFinished",
@@ -32,6 +30,18 @@ __all__ = [
     "TimerFired",
     "WebhookResult",
 ]
+
+
+class SendWebhook(msgspec.Struct, frozen=True, gc=False):
+    """Command: POST ``body`` with ``headers`` to ``url`` from ``region``."""
+
+    job_id: str
+    hook: int
+    round: int
+    region: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
 
 
 class _Msg(msgspec.Struct, frozen=True, gc=False):

@@ -96,6 +96,7 @@ class Timer(enum.StrEnum):
 
 WAIT, FLIGHT, OK, FAIL, CANCELLED, GHOST = BranchState
 LIVE = (WAIT, FLIGHT)
+LIVE_OR_OK = (WAIT, FLIGHT, OK)
 IDLE, RUNNING, ARM_OK, ARM_FAIL = ArmState
 
 
@@ -182,7 +183,8 @@ class JobMachine:
         """Feed one event; returns the commands it causes (empty once finished)."""
         if self.final:
             return []
-        self.out = out = []
+        out: list = []
+        self.out = out
         kind = type(event)
         if kind is PermitGranted:
             self._on_permit(event, now)
@@ -210,7 +212,8 @@ class JobMachine:
         delivered webhooks). Deliver the decided result from here; execute nothing."""
         if self.status != JobStatus.NEW:
             raise RuntimeError("resume() is only for a fresh machine")
-        self.out = out = []
+        out: list = []
+        self.out = out
         self.submitted_at = now
         self.result = AttemptFinished(-1, -1, status=status, error=error)
         for a in self.arms:
@@ -228,7 +231,7 @@ class JobMachine:
         return sum(b.attempts for b in self.branches)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: JobStatus) -> None:
         if status != self.status:
             self.status = status
             self.out.append(StatusChanged(self.job_id, status))
@@ -356,6 +359,7 @@ class JobMachine:
             self.out.append(AskPermit(self.job_id, b.id, arm.spec.domain, b.region,
                                       now + delay if delay > 0 else 0))
         elif step is Outcome.REROUTE:
+            assert target is not None  # decide() reroutes only when told a target exists
             b.reroutes += 1
             self._move(b, arm, target)
         else:
@@ -412,7 +416,7 @@ class JobMachine:
             return
         if arm.spec.execution_mode == "hedge" and arm.next_plan < len(arm.plan):
             self._start_next_hedge(arm, now)
-        if any(self.branches[i].state in (*LIVE, OK) for i in arm.branches):
+        if any(self.branches[i].state in LIVE_OR_OK for i in arm.branches):
             self._update_running_status()
             return
         self._arm_failed(arm, b.last_status, b.last_error, now)
@@ -475,7 +479,8 @@ class JobMachine:
                 self._fire_arm(k, now)
         elif kind == Timer.START:
             self._fire_arm(0, now)
-        elif kind == Timer.ON_FAILURE and not self._decided() and not self.on_failure_spawned:
+        elif kind == Timer.ON_FAILURE and not self._decided() and not self.on_failure_spawned \
+                and self.spec.on_failure is not None:  # (the timer is only set with one)
             self.on_failure_spawned = True
             self.out.append(SpawnJob(self.job_id, "on_failure", self.spec.on_failure.to_payload()))
 
@@ -510,7 +515,7 @@ class JobMachine:
     def _webhook_status(self) -> None:
         st = self.fanout.status if self.fanout is not None else None
         if st in (JobStatus.DELIVERED, JobStatus.UNDELIVERED):
-            self._set_status(st)
+            self._set_status(JobStatus(st))
 
     def _on_cancel(self, reason: str, now: int) -> None:
         if self._decided():

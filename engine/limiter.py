@@ -31,10 +31,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import msgspec
-
-from .breaker import BreakerConfig, BreakerState, CircuitBreaker, Verdict
-from .pacing import CubicPace, PacingConfig, slow_start_factor
+from .breaker import BreakerState, CircuitBreaker, Verdict
+from .configs import BreakerConfig, LimiterConfig, PacingConfig
+from .pacing import CubicPace, slow_start_factor
 from .units import US_PER_S
 
 __all__ = ["BLOCKED", "GRANTED", "DomainLimiter", "LimiterConfig", "parse_retry_after"]
@@ -45,25 +44,6 @@ RPS_HEADER = "x-ezthrottle-rps"
 MAX_CONCURRENT_HEADER = "x-ezthrottle-max-concurrent"
 MAX_RPS = 1_000_000.0
 MAX_CONCURRENT = 1_000_000
-
-
-class LimiterConfig(msgspec.Struct, frozen=True, kw_only=True):
-    rate: float = 2.0
-    burst: int = 1
-    max_concurrent: int = 2
-    min_rate: float | None = None
-    max_rate: float | None = None
-    min_concurrent: int | None = None
-    max_concurrent_cap: int | None = None
-    decay_after_us: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.rate) and self.rate > 0):
-            raise ValueError(f"rate must be a finite number > 0, got {self.rate}")
-        if self.burst < 1:
-            raise ValueError(f"burst must be >= 1, got {self.burst}")
-        if self.max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
 
 
 def _interval(rate: float) -> int:
@@ -222,8 +202,9 @@ class DomainLimiter:
             raise RuntimeError(f"reclaim {n} of {self.in_flight} permits on {self.domain}")
         self.in_flight -= n
 
-    def record(self, now: int, verdict: Verdict, status: int | None = None) -> None:
-        """Failure feedback from one finished attempt (call after :meth:`release`)."""
+    def record(self, now: int, verdict: int, status: int | None = None) -> None:
+        """Failure feedback from one finished attempt (call after :meth:`release`); ``verdict``
+        is a :class:`~engine.breaker.Verdict` or its plain int."""
         b = self.breaker
         if b is not None and b.record(now, verdict) and self.pacing.slow_start_us > 0:
             self._ramp_start = now

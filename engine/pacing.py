@@ -19,35 +19,11 @@ Two controllers, both inside :class:`~engine.limiter.DomainLimiter` (defaults an
 
 from __future__ import annotations
 
-import math
-
-import msgspec
-
+from .configs import PacingConfig
 from .units import US_PER_S as S
 
 __all__ = ["CubicPace", "PacingConfig", "slow_start_factor"]
 
-
-
-class PacingConfig(msgspec.Struct, frozen=True, kw_only=True):
-    slow_start_us: int = 20 * S  # 0 = off
-    slow_start_floor: float = 0.1  # Envoy slow_start_config.min_weight_percent: 10 %
-    adaptive: bool = True
-    min_rate: float = 0.5  # requests/s; the AWS SDKs' minimum fill rate
-    beta: float = 0.7  # AWS SDK adaptive mode (CUBIC β)
-    scale: float = 0.4  # AWS SDK adaptive mode (CUBIC C)
-
-    def __post_init__(self) -> None:
-        if self.slow_start_us < 0:
-            raise ValueError("slow_start_us must be >= 0")
-        if not 0 < self.slow_start_floor <= 1:
-            raise ValueError("slow_start_floor must be in (0, 1]")
-        if not (math.isfinite(self.min_rate) and self.min_rate > 0):
-            raise ValueError("min_rate must be a finite number > 0")
-        if not 0 < self.beta < 1:
-            raise ValueError("beta must be in (0, 1)")
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError("scale must be a finite number > 0")
 
 
 def slow_start_factor(now: int, started: int, cfg: PacingConfig) -> float:

@@ -30,12 +30,10 @@ A ``Retry-After`` on the response is honoured exactly instead of the formula.
 from __future__ import annotations
 
 import enum
-from typing import Literal, Protocol
+from typing import Protocol
 
-import msgspec
-
+from .backoff import BACKOFF_KINDS, Backoff, BackoffKind
 from .spec import RetryPolicy
-from .units import US_PER_S
 
 __all__ = [
     "BACKOFF_KINDS",
@@ -48,10 +46,6 @@ __all__ = [
     "decide",
 ]
 
-BackoffKind = Literal["none", "constant", "exponential", "full_jitter", "equal_jitter",
-                      "decorrelated_jitter"]
-BACKOFF_KINDS: tuple[str, ...] = ("none", "constant", "exponential", "full_jitter",
-                                  "equal_jitter", "decorrelated_jitter")
 
 
 class Outcome(enum.IntEnum):
@@ -119,38 +113,3 @@ def decide(wanted: Outcome, retries_used: int, reroutes_used: int, policy: Retry
     if reroute_left:
         return Outcome.REROUTE
     return Outcome.RETRY if retry_left else Outcome.FAIL
-
-
-class Backoff(msgspec.Struct, frozen=True, kw_only=True):
-    kind: BackoffKind = "full_jitter"
-    base_us: int = US_PER_S
-    cap_us: int = 60_000_000
-
-    def __post_init__(self) -> None:
-        if self.kind not in BACKOFF_KINDS:
-            raise ValueError(f"unknown backoff kind {self.kind!r}")
-        if self.base_us < 0 or self.cap_us < 0:
-            raise ValueError("backoff base and cap must be >= 0")
-
-    def delay(self, n: int, prev_us: int, rng: UniformSource) -> int:
-        """Delay (µs) before retry number ``n`` (0-based); ``prev_us`` is the previous delay."""
-        kind = self.kind
-        if kind == "full_jitter":
-            return int(rng.random() * self._exp(n))
-        if kind == "none":
-            return 0
-        if kind == "constant":
-            return min(self.base_us, self.cap_us)
-        if kind == "exponential":
-            return self._exp(n)
-        if kind == "equal_jitter":
-            v = self._exp(n)
-            return v // 2 + int(rng.random() * (v - v // 2))
-        prev = prev_us if prev_us > 0 else self.base_us
-        hi = 3 * prev
-        return min(self.cap_us, self.base_us + int(rng.random() * max(0, hi - self.base_us)))
-
-    def _exp(self, n: int) -> int:
-        if n >= 62:
-            return self.cap_us
-        return min(self.cap_us, self.base_us << n)

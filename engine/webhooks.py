@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from .events import SendWebhook
 from .signing import SIGNATURE_HEADER, sign_webhook
 from .spec import WebhookSpec
 from .units import US_PER_S as S
@@ -79,18 +80,6 @@ def webhook_payload(job_id: str, idempotent_key: str, succeeded: bool, status_co
     if not succeeded:
         doc["error"] = error or "failed"
     return _encode(doc)
-
-
-class SendWebhook(msgspec.Struct, frozen=True, gc=False):
-    """Command: POST ``body`` with ``headers`` to ``url`` from ``region``."""
-
-    job_id: str
-    hook: int
-    round: int
-    region: str
-    url: str
-    body: bytes
-    headers: dict[str, str]
 
 
 class QuorumTracker:

@@ -37,9 +37,13 @@ class LinkJitter(BlockDraws):
         return self.rng.uniform(0.0, self.scale_us, BLOCK)
 
 
-def link_jitter(kind: str, scale_us: int, rng: np.random.Generator) -> LinkJitter | None:
-    """The jitter of one actor's internet links, or None when the scenario has none."""
+def link_jitter(spec: tuple[str, int], rng: np.random.Generator) -> LinkJitter | None:
+    """The jitter of one actor's internet links (``spec``: the topology's ``(kind, scale
+    µs)``), or None when the scenario has none."""
+    kind, scale_us = spec
     if kind == "none" or scale_us <= 0:
         return None
-    child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    seed_seq = rng.bit_generator.seed_seq
+    assert isinstance(seed_seq, np.random.SeedSequence)  # what spawn_rngs gives every actor
+    child = np.random.default_rng(seed_seq.spawn(1)[0])
     return LinkJitter(kind, scale_us, child)

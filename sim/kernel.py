@@ -20,9 +20,17 @@ import heapq
 import itertools
 import pickle
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+try:  # the compiled build (sim/compiled.py) needs it; mypy brings it
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python without mypy installed: the decorator changes nothing
+    _C = TypeVar("_C")
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[_C], _C]:  # type: ignore[misc]
+        return lambda cls: cls
 
 __all__ = ["Actor", "Kernel", "fold_trace", "kind_of", "spawn_rngs"]
 
@@ -71,12 +79,14 @@ class _Dispatch(dict):
     ``handle`` (test actors that speak tuples), cached on first use."""
 
     __slots__ = ("actor",)
+    actor: Actor
 
     def __missing__(self, kind: type) -> Callable:
         handler = self[kind] = self.actor.handle
         return handler
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the gateway, tests, benchmarks
 class Actor:
     """Base class: an actor has an id, a kind (``sim.messages.KINDS``), an RNG, and a handler
     per message type it receives (``HANDLERS``: type → method name).
@@ -88,6 +98,9 @@ class Actor:
     name: str = "actor"
     kind: str = "actor"
     HANDLERS: ClassVar[dict[type, str]] = {}
+    #: ``send(target, at, msg)``: deliver ``msg`` to actor ``target`` at ``at`` µs; bound per
+    #: actor by the runtime (see :meth:`bind`)
+    send: Callable[[int, int, Any], None]
 
     def dispatch(self) -> dict[type, Callable]:
         """The kernel's table for this actor (kept as ``self._table``: an actor may swap
@@ -112,22 +125,19 @@ class Actor:
             low = itertools.count(((actor_id << ORIGIN_SHIFT) + 1) << TARGET_BITS,
                                   1 << TARGET_BITS).__next__
 
-            def send(target: int, at: int, msg, _push=heapq.heappush, _heap=push.heap,
-                     _msgs=push.msgs, _shift=TIME_SHIFT + TARGET_BITS) -> None:
+            def send_local(target: int, at: int, msg, _push=heapq.heappush, _heap=push.heap,
+                           _msgs=push.msgs, _shift=TIME_SHIFT + TARGET_BITS) -> None:
                 # Kernel.schedule, inlined (this runs once per message)
                 item = (at << _shift) | low() | target
                 _msgs[item] = msg
                 _push(_heap, item)
+            self.send = send_local
         else:
             low = itertools.count((actor_id << ORIGIN_SHIFT) + 1).__next__
 
-            def send(target: int, at: int, msg, _push=push, _shift=TIME_SHIFT) -> None:
+            def send_routed(target: int, at: int, msg, _push=push, _shift=TIME_SHIFT) -> None:
                 _push(((at << _shift) | low(), target, msg))
-        self.send = send
-
-    def send(self, target: int, at: int, msg) -> None:
-        """Deliver ``msg`` to actor ``target`` at ``at`` µs (bound by the runtime: see bind)."""
-        raise RuntimeError(f"{self.name} is not bound to a kernel")
+            self.send = send_routed
 
     def start(self, now: int) -> None:
         """Called once at time 0 before any message: schedule initial timers here."""
@@ -150,7 +160,7 @@ class Kernel:
         self.heap: list[int] = []  # key << TARGET_BITS | target
         self.msgs: dict[int, object] = {}  # the same int -> the message waiting to be delivered
         self.actors: list[Actor] = []
-        self._handlers: list[Callable] = []
+        self._handlers: list[dict[type, Callable]] = []
         self.now = 0
         self.events = 0
         self.hasher = hashlib.blake2b(digest_size=16)

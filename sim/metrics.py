@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ WINDOW_COUNTS = ("jobs", "succeeded", "failed", "completed", "attempts")
 
 class Metrics:
     def __init__(self, workloads: list[str], domains: list[str], horizon_us: int,
-                 windows: list[tuple[str, int, int]] = ()) -> None:
+                 windows: Sequence[Sequence] = ()) -> None:
         self.workloads = list(workloads)
         self.domains = list(domains)
         self.horizon_s = horizon_us // S + 1  # the last second a series can have
@@ -45,7 +47,7 @@ class Metrics:
         # per domain, a snapshot taken at every breaker change: opens, reopens, probe attempts,
         # open µs of finished spells, start of the live spell (-1: closed)
         self.breakers = [[0, 0, 0, 0, -1] for _ in range(nd)]
-        self.outcomes = [Counter() for _ in range(nw)]
+        self.outcomes: list[Counter] = [Counter() for _ in range(nw)]
         self.count = {k: [0] * nw for k in (
             "jobs", "deduped", "refused", "succeeded", "failed", "children", "forwarded",
             "local_success", "duplicates", "dam_duplicates", "webhook_attempts", "delivered",
@@ -64,7 +66,7 @@ class Metrics:
         # [[windows]]: (name, start µs, end µs); per window, counters by workload: jobs that
         # arrived in it and how many of them succeeded / failed (whenever decided), jobs that
         # succeeded within it (goodput), attempts made within it; latencies of its arrivals
-        self.windows = [tuple(w) for w in windows]
+        self.windows: list[tuple[str, int, int]] = [(w[0], w[1], w[2]) for w in windows]
         self.win = [{k: [0] * nw for k in WINDOW_COUNTS} for _ in self.windows]
         self.win_latency = [[array("d") for _ in range(nw)] for _ in self.windows]
 
@@ -79,10 +81,11 @@ class Metrics:
         if sec >= self.n:
             n = min(self.horizon_s + 1, max(sec + 1, self.n + CHUNK))
             extra = n - self.n
-            for rows, fill in ((self.attempts_series, 0), (self.goodput_series, 0),
-                               (self.dam_domain_series, 0),
-                               (self.permit_series, 0), (self.backlog_max, 0),
-                               (self.pace_series, -1.0), (self.breaker_state_max, 0)):
+            grown: tuple[tuple[list[list[Any]], Any], ...] = (
+                (self.attempts_series, 0), (self.goodput_series, 0), (self.dam_domain_series, 0),
+                (self.permit_series, 0), (self.backlog_max, 0), (self.pace_series, -1.0),
+                (self.breaker_state_max, 0))
+            for rows, fill in grown:
                 for row in rows:
                     row.extend([fill] * extra)
             self.n = n
@@ -189,35 +192,39 @@ class Metrics:
             for i, v in enumerate(b):
                 if v > a[i]:
                     a[i] = v
-        for series in ("pace_series", "breaker_state_max"):
-            for a, b in zip(getattr(self, series), getattr(other, series), strict=True):
-                for i, v in enumerate(b):
-                    if v > a[i]:
-                        a[i] = v
+        for series in ("pace_series", "breaker_state_max"):  # floats, ints: untyped (a
+            # compiled build types a loop variable once, from its first use above)
+            row: list[Any]
+            for row, their_row in zip(getattr(self, series), getattr(other, series),
+                                      strict=True):
+                for i, x in enumerate(their_row):
+                    if x > row[i]:
+                        row[i] = x
         for d, snap in enumerate(other.breakers):
             if snap != [0, 0, 0, 0, -1]:  # one group owns each domain's limiter
                 self.breakers[d] = list(snap)
-        for a, b in zip(self.outcomes, other.outcomes, strict=True):
-            a.update(b)
-        for k, v in other.count.items():
-            for i, x in enumerate(v):
+        for counter, theirs_counter in zip(self.outcomes, other.outcomes, strict=True):
+            counter.update(theirs_counter)
+        for k, counts in other.count.items():
+            for i, x in enumerate(counts):
                 self.count[k][i] += x
-        self.peak_concurrency = [max(a, b) for a, b in zip(self.peak_concurrency,
+        self.peak_concurrency = [max(p, q) for p, q in zip(self.peak_concurrency,
                                                           other.peak_concurrency, strict=True)]
-        for a, b in zip(self.latency, other.latency, strict=True):
-            a.extend(b)
-        for a, b in zip(self.delivery_latency, other.delivery_latency, strict=True):
-            a.extend(b)
+        for samples, theirs_samples in zip(self.latency, other.latency, strict=True):
+            samples.extend(theirs_samples)
+        for samples, theirs_samples in zip(self.delivery_latency, other.delivery_latency,
+                                           strict=True):
+            samples.extend(theirs_samples)
         self.dropped_messages += other.dropped_messages
-        self.peak_100ms = [max(a, b) for a, b in zip(self.peak_100ms, other.peak_100ms,
+        self.peak_100ms = [max(p, q) for p, q in zip(self.peak_100ms, other.peak_100ms,
                                                      strict=True)]
-        for mine, theirs in zip(self.win, other.win, strict=True):
-            for k, v in theirs.items():
-                for i, x in enumerate(v):
-                    mine[k][i] += x
-        for mine, theirs in zip(self.win_latency, other.win_latency, strict=True):
-            for a, b in zip(mine, theirs, strict=True):
-                a.extend(b)
+        for win, theirs_win in zip(self.win, other.win, strict=True):
+            for k, counts in theirs_win.items():
+                for i, x in enumerate(counts):
+                    win[k][i] += x
+        for win_lat, theirs_lat in zip(self.win_latency, other.win_latency, strict=True):
+            for samples, theirs_samples in zip(win_lat, theirs_lat, strict=True):
+                samples.extend(theirs_samples)
 
     def to_state(self) -> dict:
         """A msgpack-friendly snapshot (for shipping between processes)."""

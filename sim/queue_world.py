@@ -98,6 +98,7 @@ class QueueUpstream(Upstream):
 
     def start(self, now: int) -> None:
         super().start(now)
+        assert self.cfg.service is not None  # resolved for every queue-model upstream
         self.sampler = ServiceSampler(self.cfg.service, self.rng)
         self.defences = self.cfg.defences
         self.line: deque[int] = deque()
@@ -218,6 +219,7 @@ class QueueUpstream(Upstream):
         """RFC 8289's dequeue decision for a request that waited ``sojourn`` µs."""
         d = self.defences
         target, interval = d.codel_target_us, d.codel_interval_us
+        assert target is not None and interval is not None  # only called with CoDel on
         ok_to_drop = False
         if sojourn < target or not self.line:
             self.first_above_time = 0

@@ -163,7 +163,7 @@ class Upstream(Actor):
             lat = self.cfg.region_latency.get(name, self.cfg.latency)
             self.latency.append(LatencySampler(lat, self.rng))
         self.uniform = BlockRandom(self.rng).random
-        self.jitter = link_jitter(*self.jitter_spec, self.rng)  # on the way back
+        self.jitter = link_jitter(self.jitter_spec, self.rng)  # on the way back
         self._service = BlockDraws(  # exponential service times (legacy model)
             lambda: np.maximum(self.rng.exponential(self.service_mean, BLOCK), 1))
 
@@ -313,7 +313,7 @@ class Receiver(Actor):
                                                       enumerate(self.region_names)})
         self.latency = LatencySampler(self.cfg.latency, self.rng)
         self.uniform = BlockRandom(self.rng).random
-        self.jitter = link_jitter(*self.jitter_spec, self.rng)
+        self.jitter = link_jitter(self.jitter_spec, self.rng)
 
     def _on_request(self, msg: HookRequest, now: int) -> None:
         reply_to, tag, deadline = msg.reply_to, msg.tag, msg.deadline

@@ -23,12 +23,12 @@ def test_draws_follow_the_distribution():
     un = LinkJitter("uniform", 8_000, rng)
     draws = np.array([un() for _ in range(50_000)])
     assert draws.min() >= 0 and draws.max() < 8_000 and abs(draws.mean() - 4_000) < 60
-    assert link_jitter("none", 5, rng) is None and link_jitter("exponential", 0, rng) is None
+    assert link_jitter(("none", 5), rng) is None and link_jitter(("exponential", 0), rng) is None
 
 
 def test_jitter_comes_from_its_own_stream():
     a, b = np.random.default_rng(7), np.random.default_rng(7)
-    j = link_jitter("exponential", 1000, a)
+    j = link_jitter(("exponential", 1000), a)
     j()
     assert a.random() == b.random()  # the actor's own stream did not move
 

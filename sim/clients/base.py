@@ -40,14 +40,16 @@ class ClientBase(Actor):
         self.link_gw = topo.client_to_gateway
         self.nbytes = w.payload_bytes
         self.logical_base = index << 32
-        self.trace = load_trace(index, w.arrivals.file, base_dir) \
-            if w.arrivals.process == "trace" else None
+        self.trace = None
+        if w.arrivals.process == "trace":
+            assert w.arrivals.file is not None  # validated: a trace names its file
+            self.trace = load_trace(index, w.arrivals.file, base_dir)
         self.next_n = 0
         self.arr_state: dict = {}
 
     def start(self, now: int) -> None:
         self.u = BlockRandom(self.rng)
-        self.jitter = link_jitter(*self.topo.jitter, self.rng)  # None: the fixed link only
+        self.jitter = link_jitter(self.topo.jitter, self.rng)  # None: the fixed link only
         if self.start_at < self.stop_at:
             self.send(self.id, self.start_at, Tick())
 

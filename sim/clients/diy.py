@@ -7,11 +7,13 @@ client-side rate limiter, Envoy's retry budget, a Resilience4j circuit breaker."
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import ClassVar
 
 from engine.breaker import Verdict, verdict
 
 from ..messages import Arrive, ClientRetry, Request, Response, Tick, TokenWake
+from ..metrics import Metrics
 from ..policies import (
     ClientBreaker,
     ClientRateLimiter,
@@ -20,6 +22,7 @@ from ..policies import (
     RetryTokens,
     ThrottleWindow,
 )
+from ..scenario.resolved import WorkloadSpec
 from .base import ClientBase
 
 __all__ = ["DiyClient", "DiyJob"]
@@ -48,8 +51,9 @@ class DiyClient(ClientBase):
         TokenWake: "_on_token_wake",
     }
 
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, w: WorkloadSpec, topo, metrics: Metrics,
+                 base_dir: Path | None = None) -> None:
+        super().__init__(w, topo, metrics, base_dir)
         d = self.w.diy
         self.retries = d.retries
         self.backoff = d.backoff
@@ -130,6 +134,7 @@ class DiyClient(ClientBase):
     def _rl_drain(self, now: int) -> None:
         """Send the attempts waiting for the client-side rate limiter's tokens, in order."""
         q, rl = self.rl_queue, self.rate_limiter
+        assert rl is not None  # attempts only queue behind a rate limiter
         while q:
             wait = rl.try_acquire(now)
             if wait:
@@ -148,6 +153,7 @@ class DiyClient(ClientBase):
 
     def _release_retry_slot(self, job: DiyJob) -> None:
         if job.holds_retry_slot:
+            assert self.retry_budget is not None  # slots are only taken from a budget
             job.holds_retry_slot = False
             self.retry_budget.retries -= 1
 
@@ -164,6 +170,7 @@ class DiyClient(ClientBase):
 
     def _on_response(self, msg: Response, now: int) -> None:
         n = msg.tag
+        assert isinstance(n, int)  # a DIY attempt's tag is its job number
         job = self.jobs.get(n)
         if job is None:
             return

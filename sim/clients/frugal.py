@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from ..messages import Arrive, Request, Response, Submit, Tick
+from ..metrics import Metrics
+from ..scenario.resolved import WorkloadSpec
 from .base import ClientBase
 
 __all__ = ["FrugalClient"]
@@ -18,8 +21,9 @@ class FrugalClient(ClientBase):
         Response: "_on_response",
     }
 
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, w: WorkloadSpec, topo, metrics: Metrics,
+                 base_dir: Path | None = None) -> None:
+        super().__init__(w, topo, metrics, base_dir)
         self.timeout = self.w.frugal.local_timeout_us
         self.fallback_codes = frozenset(self.w.frugal.fallback_on_error)
         self.arrived_at: dict[int, int] = {}  # job -> arrival time, while its local try runs
@@ -40,7 +44,9 @@ class FrugalClient(ClientBase):
                           self.w.diy.idempotency_key, self.nbytes, self.index))
 
     def _on_response(self, msg: Response, now: int) -> None:
-        arrived = self.arrived_at.pop(msg.tag, None)
+        n = msg.tag
+        assert isinstance(n, int)  # the local attempt's tag is its job number
+        arrived = self.arrived_at.pop(n, None)
         if arrived is None:
             return
         status, m = msg.status, self.metrics
@@ -50,6 +56,6 @@ class FrugalClient(ClientBase):
         elif msg.error is not None or status in self.fallback_codes:
             m.add("forwarded", self.index)
             m.add("egress_bytes", self.index, self.nbytes)
-            self.send(self.topo.gateway, now + self.link_gw, Submit(self.index, msg.tag, arrived))
+            self.send(self.topo.gateway, now + self.link_gw, Submit(self.index, n, arrived))
         else:
             m.finish(self.index, False, now - arrived, now)

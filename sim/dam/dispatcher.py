@@ -36,7 +36,7 @@ class Dispatcher(Actor):
         self.down = False
 
     def start(self, now: int) -> None:
-        self.jitter = link_jitter(*self.topo.jitter, self.rng)
+        self.jitter = link_jitter(self.topo.jitter, self.rng)
         for o in self.topo.region_outages:
             if o.region == self.region:
                 self.send(self.id, o.start, OutageStarts(o.region))

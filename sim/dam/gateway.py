@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import msgspec
-
 from engine.billing import BillingAccount
 from engine.errors import CapReached, SpecError
 from engine.idempotency import DedupeTable, hash_key
@@ -35,6 +33,7 @@ from ..messages import (
     Submit,
 )
 from ..metrics import Metrics
+from .active import ActiveJob
 
 __all__ = ["ActiveJob", "Gateway", "job_body"]
 
@@ -42,19 +41,6 @@ __all__ = ["ActiveJob", "Gateway", "job_body"]
 def job_body(w: int, n: int) -> str:
     """The body of job ``n`` of workload ``w`` (distinct per job, so HASH keys are distinct)."""
     return f'{{"workload":{w},"n":{n}}}'
-
-
-class ActiveJob(msgspec.Struct, gc=False):
-    """What the gateway keeps of a job until it is done."""
-
-    workload: int
-    n: int
-    arrived: int
-    key: str
-    home: str  # the region hosting it
-    decision: Decision | None
-    payload: dict | None  # a child job's payload
-    listed: tuple[str, ...]  # its listed regions
 
 
 class Gateway(Actor):

@@ -143,6 +143,7 @@ class LimiterActor(Actor):
     def _breaker_moved(self, now: int) -> None:
         """Report a breaker state change (open / half-open / closed) to the metrics."""
         b = self.breaker
+        assert b is not None  # only called where the breaker exists
         self._state = b.state
         self.metrics.breaker(self.d, now, int(b.state), b.opens, b.reopens, b.probe_attempts,
                              b.open_us_total, b.opened_at, self.limiter.current_pace(now))

@@ -105,7 +105,7 @@ class Region(Actor):
                               attempt_timeout_us=topo.attempt_timeout,
                               webhook_schedule_us=topo.webhook_schedule,
                               secret_for=topo.secret_for)
-        self.jitter = link_jitter(*topo.jitter, self.rng)  # on the way to the upstreams
+        self.jitter = link_jitter(topo.jitter, self.rng)  # on the way to the upstreams
         self.to_gw = topo.lat(self.region, topo.gateway_region)
         self.to_lim = self.to_gw
         self.dispatcher = topo.dispatcher_ids[self.region]
@@ -178,7 +178,8 @@ class Region(Actor):
         self.ctx.health.mark_up(msg.region)  # no job waits on it: new plans simply use it again
 
     def _on_response(self, msg: Response, now: int) -> None:
-        tag: AttemptTag = msg.tag
+        tag = msg.tag
+        assert isinstance(tag, AttemptTag)  # the dam's attempts are tagged so
         status, error, retry_after = msg.status, msg.error, msg.retry_after_us
         job = self.jobs.get(tag.job_id)
         policy = job.machine.retry_policy(tag.branch) if job is not None else None
