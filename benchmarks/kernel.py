@@ -255,6 +255,13 @@ def run_heapq(st: Streams) -> tuple[int, float, int]:
     return ok, lat / max(ok, 1), events
 
 
+def _build() -> str:
+    """Which apidam build runs: the optional compiled one (``apidam compile``) or pure Python."""
+    from sim.compiled import is_compiled
+
+    return "compiled build" if is_compiled() else "pure Python"
+
+
 IMPLS = {"apidam kernel": "run_apidam", "SimPy": "run_simpy", "bare heapq": "run_heapq"}
 
 
@@ -296,7 +303,7 @@ def instruction_table(jobs: int) -> dict:
     for r in rows.values():
         r["speed_vs_simpy"] = round(simpy_count / r["instructions"], 2)
     print(f"M/M/{SERVERS}/{QUEUE} with retries, {jobs:,} jobs, instructions counted by "
-          f"callgrind ({platform.python_version()})\n")
+          f"callgrind ({platform.python_version()}, {_build()})\n")
     print("| implementation | instructions | events | instructions / event | speed vs SimPy |")
     print("|---|---:|---:|---:|---:|")
     for name, r in rows.items():
@@ -349,7 +356,8 @@ def main() -> None:
         r["speed_vs_simpy"] = round(r["jobs_per_s"] / base["jobs_per_s"], 2)
         assert abs(r["success_rate"] - base["success_rate"]) < 0.01, "models disagree"
         assert abs(r["mean_latency_ms"] / base["mean_latency_ms"] - 1) < 0.05, "models disagree"
-    print(f"M/M/{SERVERS}/{QUEUE} with retries, {args.jobs:,} jobs ({platform.python_version()})\n")
+    print(f"M/M/{SERVERS}/{QUEUE} with retries, {args.jobs:,} jobs ({platform.python_version()}, "
+          f"{_build()})\n")
     print("| implementation | wall s | jobs/s | events | events/s | success | mean latency ms "
           "| speed vs SimPy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -38,6 +38,7 @@ SCENARIO = "scenarios/stripe-5min-outage.toml"
 # Run in a child process with the tree on sys.path: imports only what both trees have.
 CHILD = """
 import json, resource, sys, time
+import sim.kernel
 from sim.scenario import load_scenario
 from sim.runtime.local import run_local
 sc = load_scenario(sys.argv[1])
@@ -46,6 +47,7 @@ r = run_local(sc)
 wall = time.perf_counter() - t
 print(json.dumps({"wall_s": wall, "events": r.summary["events"],
                   "trace_hash": r.summary["trace_hash"],
+                  "compiled": not sim.kernel.__file__.endswith(".py"),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -104,8 +106,9 @@ def main() -> None:
                      f"{now['wall_s'] / now['events'] * 1e6:.2f}",
                      f"{ref['peak_rss_mb']:.0f}", f"{now['peak_rss_mb']:.0f}"])
     ref0, now0 = pairs[0]
+    build = "compiled build" if now0["compiled"] else "pure Python"
     print(f"\n`{args.scenario}`: reference {args.ref} ({ref0['events']:,} events) vs the "
-          f"working tree ({now0['events']:,} events), interleaved\n")
+          f"working tree ({now0['events']:,} events, {build}), interleaved\n")
     print(table(["pair", "reference s", "now s", "speed-up", "ref µs/event", "now µs/event",
                  "ref peak RSS MB", "now peak RSS MB"], rows))
     print(f"\nmedian speed-up {median:.2f}x: the working tree takes {equivalent:.1f} s where "

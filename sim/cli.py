@@ -442,6 +442,28 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from . import compiled
+
+    if args.clean:
+        removed = compiled.clean()
+        print(f"removed {len(removed)} compiled modules: pure Python from now on")
+        return EXIT_OK
+    print(f"compiling {len(compiled.HOT_MODULES)} modules with mypyc (about a minute) ...",
+          flush=True)
+    try:
+        written = compiled.build(verbose=args.verbose)
+    except RuntimeError as e:
+        _err(str(e))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("interrupted: nothing was installed")
+        return EXIT_INTERRUPTED
+    print(f"wrote {len(written)} extension modules beside their sources; "
+          f"`apidam compile --clean` removes them")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .runtime.planning import PLACEMENTS
 
@@ -534,6 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the canonical (snake_case) payload of each valid file")
     p.set_defaults(func=_cmd_check_job)
 
+    p = sub.add_parser("compile", help="build (or remove) the optional compiled simulator",
+                       description="Compile the simulator's hot modules with mypyc, in place "
+                                   "(pip install -e '.[fast]' first). Results are identical; "
+                                   "runs are ~1.8x faster. --clean goes back to pure Python.")
+    p.add_argument("--clean", action="store_true", help="remove the compiled modules")
+    p.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    p.set_defaults(func=_cmd_compile)
+
     from live.cli import add_serve_parser
 
     add_serve_parser(sub)
@@ -550,7 +580,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # outside a run's own trap (e.g. while writing its files)
+        _err("interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Every ``summary.json`` carries a ``provenance`` record: the apidam version, the scenario file and
 its SHA-256, the seed and where it came from, every ``--set`` override, the backend and
-placement, the command line, Python and platform, and when the run started (UTC). Each run
+placement, the command line, Python and platform, whether the compiled build ran, and when the
+run started (UTC). Each run
 writes to a folder of its own, ``out/<scenario>/<run id>/`` (``YYYYmmdd-HHMMSS-xxxx``: sortable,
 unique), and ``out/<scenario>/latest`` points at the newest; ``--out DIR`` names a folder
 explicitly, whose earlier artefacts are removed first.
@@ -18,6 +19,8 @@ import secrets
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from .compiled import is_compiled
 
 __all__ = ["LATEST", "new_run_dir", "point_latest", "provenance", "resolve_run"]
 
@@ -48,6 +51,7 @@ def provenance(*, scenario_path: Path | None, overrides: list[str], seed: int,
     doc["placement"] = placement
     doc["command"] = ["apidam", *(sys.argv[1:] if argv is None else argv)]
     doc["python"] = platform.python_version()
+    doc["compiled"] = is_compiled()  # the mypyc build (same results, faster)
     doc["platform"] = f"{platform.system()} {platform.machine()}"
     doc["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return doc

@@ -26,6 +26,8 @@ def _modules():
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if info.name == "sim.runtime.ray":
                 continue  # imports ray: checked below, only when it is installed
+            if info.name.endswith("__mypyc"):
+                continue  # the compiled build's shared library (apidam compile), not ours
             yield info.name
 
 

@@ -126,12 +126,13 @@ def test_ctrl_c_keeps_what_was_computed(tmp_path):
 
 def test_an_interrupted_sweep_keeps_its_finished_runs(tmp_path):
     out = tmp_path / "sweep"
-    code, err, _ = _interrupt_after(["sweep", "webhook-receiver-flapping", "--seeds", "40",
+    # 400 runs: ~50 s with the compiled build, several minutes without; stopped after 5 s
+    code, err, _ = _interrupt_after(["sweep", "webhook-receiver-flapping", "--seeds", "400",
                                      "--set", 'duration="20s"', "--quiet", "--out", str(out)],
                                     5.0, tmp_path)
     assert code == 130, err
     result = json.loads((out / "sweep.json").read_text())
-    assert result["interrupted"] is True and 0 < result["runs"] < result["runs_planned"] == 40
+    assert result["interrupted"] is True and 0 < result["runs"] < result["runs_planned"] == 400
     assert len({r["seed"] for r in result["rows"]}) == result["runs"]
 
 
@@ -213,3 +214,15 @@ def test_cli_never_raises(tmp_path_factory, argv):
         return  # the Ray backend's own tests cover it (starting Ray per example is too slow)
     code = main(argv)
     assert code in (0, 1, 2)
+
+
+def test_ctrl_c_outside_a_runs_trap_exits_130_with_one_line(monkeypatch, capsys):
+    # e.g. while a finished run writes its files: exit 130 and a line, never a signal death
+    import sim.cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim.cli, "_cmd_scenarios", interrupted)
+    assert main(["scenarios"]) == 130
+    assert capsys.readouterr().err.strip() == "apidam: interrupted"
