@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="build (or remove) the optional compiled simulator",
                        description="Compile the simulator's hot modules with mypyc, in place "
                                    "(pip install -e '.[fast]' first). Results are identical; "
-                                   "runs are ~1.8x faster. --clean goes back to pure Python.")
+                                   "runs are 1.6-1.8x faster. --clean goes back to pure Python.")
     p.add_argument("--clean", action="store_true", help="remove the compiled modules")
     p.add_argument("--verbose", action="store_true", help="show the compiler's output")
     p.set_defaults(func=_cmd_compile)

@@ -9,7 +9,7 @@ compiles type-annotated Python to C extensions), Python imports an extension mod
 the test suite run with the build in place checks every golden hash against the compiled
 modules (``docs/SIMULATOR.md``); ``summary.json`` records which build ran
 (``provenance.compiled``). What it buys: the README
-story (``stripe-5min-outage``) runs ~1.8x faster (measured in ``benchmarks/README.md``).
+story (``stripe-5min-outage``) runs 1.6-1.8x faster (measured in ``benchmarks/README.md``).
 
 Why these modules: they are where a run spends its time (the kernel, the job state machine,
 the actors, the world, the metrics). They must type-check under mypy, because mypyc
