@@ -442,6 +442,18 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
     return status
 
 
+def _stale_build() -> str | None:
+    """A compiled build older than its sources would run the old code: refuse to."""
+    from . import compiled
+
+    stale = compiled.stale_sources() if compiled.compiled_modules() else []
+    if not stale:
+        return None
+    return (f"the compiled build is older than {stale[0]}"
+            f"{f' and {len(stale) - 1} more' if len(stale) > 1 else ''}: run `apidam compile` "
+            f"again, or `apidam compile --clean` for pure Python")
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from . import compiled
 
@@ -580,6 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
+    if args.command in ("run", "sweep"):
+        problem = _stale_build()
+        if problem:
+            _err(problem)
+            return EXIT_USAGE
     try:
         return int(args.func(args))
     except KeyboardInterrupt:  # outside a run's own trap (e.g. while writing its files)

@@ -19,7 +19,9 @@ time. The scenario schema, the runtimes' coordination and the CLI stay interpret
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["HOT_MODULES", "MYPY_OPTIONS", "build", "clean", "compiled_modules", "is_compiled"]
+__all__ = ["HOT_MODULES", "MYPY_OPTIONS", "build", "clean", "compiled_modules", "is_compiled",
+           "stale_sources"]
 
 ROOT = Path(__file__).resolve().parent.parent  # holds the engine/ and sim/ packages
 
@@ -55,6 +58,24 @@ MYPY_OPTIONS = ("--ignore-missing-imports", "--follow-imports=silent")
 # imports wherever the package does (an editable install puts only the packages on the path)
 GROUP = "sim.native"
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+# the SHA-256 of each compiled source, written by build(): an extension shadows its .py, so an
+# edit after `apidam compile` would otherwise run the old code without a word
+MANIFEST = ROOT / "sim" / "native_manifest.json"
+
+
+def _digest(path: str, root: Path | None = None) -> str:
+    return hashlib.sha256(((root or ROOT) / path).read_bytes()).hexdigest()
+
+
+def stale_sources() -> list[str]:
+    """The hot modules whose source changed since the build (none without a build)."""
+    if not MANIFEST.exists():
+        return []
+    try:
+        built = json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return list(HOT_MODULES)
+    return [p for p in HOT_MODULES if built.get(p) != _digest(p)]
 
 
 def _module_name(path: str) -> str:
@@ -79,15 +100,15 @@ def is_compiled() -> bool:
 
 
 def clean() -> list[Path]:
-    """Remove every compiled extension of the hot modules and the shared library."""
+    """Remove every extension module under engine/ and sim/ (the hot modules', the shared
+    library, and any left by an earlier list of hot modules) and the manifest."""
     removed = []
-    for path in (*HOT_MODULES, GROUP.replace(".", "/") + "__mypyc.py"):
-        src = ROOT / path
-        for suffix in _EXTENSIONS:
-            so = src.with_suffix(suffix)
-            if so.exists():
+    for package in ("engine", "sim"):
+        for so in sorted((ROOT / package).rglob("*")):
+            if so.name.endswith(_EXTENSIONS):
                 so.unlink()  # unlinking is safe for a process that has it mapped
                 removed.append(so)
+    MANIFEST.unlink(missing_ok=True)
     return removed
 
 
@@ -115,14 +136,15 @@ def build(*, verbose: bool = False) -> list[Path]:
             shutil.copytree(ROOT / package, work / package,
                             ignore=shutil.ignore_patterns("__pycache__", *(
                                 f"*{s}" for s in _EXTENSIONS)))
+        digests = {p: _digest(p, work) for p in HOT_MODULES}  # what is compiled
         (work / "setup.py").write_text(_SETUP.format(modules=[*MYPY_OPTIONS, *HOT_MODULES],
                                                      group=GROUP))
         out = subprocess.run([sys.executable, "setup.py"], cwd=work, text=True,
-                             capture_output=not verbose,
-                             env={**os.environ, "MYPYC_OPT_LEVEL": "3"})
+                             capture_output=not verbose)
         if out.returncode != 0:
             tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:]) if not verbose else ""
             raise RuntimeError(f"mypyc failed (exit {out.returncode})\n{tail}")
+        clean()  # nothing of an earlier build stays (a module may have left the list)
         written = []
         for so in sorted(work.rglob("*")):
             rel = so.relative_to(work)
@@ -134,6 +156,7 @@ def build(*, verbose: bool = False) -> list[Path]:
                 shutil.copy2(so, tmp_dest)
                 os.replace(tmp_dest, dest)
                 written.append(dest)
+    MANIFEST.write_text(json.dumps(digests, indent=1) + "\n")
     return written
 
 

@@ -23,3 +23,14 @@ def ray_session():
                  runtime_env={"env_vars": {"PYTHONHASHSEED": "0"}})
     yield ray
     ray.shutdown()
+
+
+def pytest_configure(config):
+    """With the compiled build in place the suite tests it; a build older than its sources
+    would test the old code, so refuse to run (sim/compiled.py)."""
+    from sim import compiled
+
+    stale = compiled.stale_sources() if compiled.compiled_modules() else []
+    if stale:
+        pytest.exit(f"the compiled build is older than {', '.join(stale)}: run `apidam "
+                    f"compile` again, or `apidam compile --clean`", returncode=2)

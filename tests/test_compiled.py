@@ -8,6 +8,7 @@ exactly what ``build`` writes, a missing compiler is a clear error, and runs rec
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -64,6 +65,7 @@ def test_the_kernel_imports_without_mypy_installed() -> None:
 
 def test_clean_removes_the_extensions_and_the_shared_library(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(compiled, "ROOT", tmp_path)
+    monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "sim" / "native_manifest.json")
     suffix = compiled._EXTENSIONS[0]
     made = []
     for path in (compiled.HOT_MODULES[0], compiled.HOT_MODULES[-1], "sim/native__mypyc.py"):
@@ -75,7 +77,13 @@ def test_clean_removes_the_extensions_and_the_shared_library(tmp_path, monkeypat
         made.append(so)
     assert compiled.compiled_modules() == [compiled._module_name(compiled.HOT_MODULES[0]),
                                            compiled._module_name(compiled.HOT_MODULES[-1])]
+    leftover = tmp_path / "sim" / "gone_from_the_list" / f"old{suffix}"  # an earlier list's
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\0")
+    made.append(leftover)
+    compiled.MANIFEST.write_text("{}")
     assert sorted(compiled.clean()) == sorted(made)
+    assert not compiled.MANIFEST.exists()
     assert compiled.compiled_modules() == []
     assert all(not p.exists() for p in made)
     assert (tmp_path / compiled.HOT_MODULES[0]).exists()  # the sources stay
@@ -88,10 +96,29 @@ def test_a_missing_compiler_is_a_clear_error(monkeypatch, capsys) -> None:
 
 
 def test_runs_record_which_build_ran(tmp_path) -> None:
-    import json
-
     out = tmp_path / "run"
     assert main(["run", "race-vs-fallback", "--set", 'duration="2s"', "--set", 'drain="2s"',
                  "--quiet", "--no-plots", "--out", str(out)]) == 0
     prov = json.loads((out / "summary.json").read_text())["provenance"]
     assert prov["compiled"] is compiled.is_compiled()
+
+
+def test_an_edited_source_makes_the_build_stale_and_runs_refuse_it(tmp_path, monkeypatch,
+                                                                    capsys) -> None:
+    # an extension shadows its .py: after an edit the old compiled code would run silently
+    monkeypatch.setattr(compiled, "ROOT", tmp_path)
+    monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "sim" / "native_manifest.json")
+    for path in compiled.HOT_MODULES:
+        src = tmp_path / path
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(f"# {path}\n")
+        src.with_suffix(compiled._EXTENSIONS[0]).write_bytes(b"\0")
+    assert compiled.stale_sources() == []  # no manifest: nothing known to be stale
+    compiled.MANIFEST.write_text(json.dumps({p: compiled._digest(p)
+                                             for p in compiled.HOT_MODULES}))
+    assert compiled.stale_sources() == []
+    (tmp_path / compiled.HOT_MODULES[1]).write_text("# edited\n")
+    assert compiled.stale_sources() == [compiled.HOT_MODULES[1]]
+    assert main(["run", "race-vs-fallback", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert compiled.HOT_MODULES[1] in err and "apidam compile" in err
