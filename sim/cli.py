@@ -442,18 +442,6 @@ def _cmd_check_job(args: argparse.Namespace) -> int:
     return status
 
 
-def _stale_build() -> str | None:
-    """A compiled build older than its sources would run the old code: refuse to."""
-    from . import compiled
-
-    stale = compiled.stale_sources() if compiled.compiled_modules() else []
-    if not stale:
-        return None
-    return (f"the compiled build is older than {stale[0]}"
-            f"{f' and {len(stale) - 1} more' if len(stale) > 1 else ''}: run `apidam compile` "
-            f"again, or `apidam compile --clean` for pure Python")
-
-
 def _cmd_compile(args: argparse.Namespace) -> int:
     from . import compiled
 
@@ -469,7 +457,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _err("interrupted: nothing was installed")
+        _err("interrupted: run `apidam compile` again, or `apidam compile --clean`")
         return EXIT_INTERRUPTED
     print(f"wrote {len(written)} extension modules beside their sources; "
           f"`apidam compile --clean` removes them")
@@ -592,8 +580,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
-    if args.command in ("run", "sweep"):
-        problem = _stale_build()
+    if args.command in ("run", "sweep", "serve"):  # a stale build would run the old code
+        from .compiled import stale_build_problem
+
+        problem = stale_build_problem()
         if problem:
             _err(problem)
             return EXIT_USAGE

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["HOT_MODULES", "MYPY_OPTIONS", "build", "clean", "compiled_modules", "is_compiled",
-           "stale_sources"]
+           "stale_build_problem", "stale_sources"]
 
 ROOT = Path(__file__).resolve().parent.parent  # holds the engine/ and sim/ packages
 
@@ -76,6 +76,17 @@ def stale_sources() -> list[str]:
     except (OSError, ValueError):
         return list(HOT_MODULES)
     return [p for p in HOT_MODULES if built.get(p) != _digest(p)]
+
+
+def stale_build_problem() -> str | None:
+    """What to say when the build in place is older than its sources (None when it is not, or
+    when there is no build): a run, the server and the test suite refuse such a build."""
+    stale = stale_sources() if compiled_modules() else []
+    if not stale:
+        return None
+    more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+    return (f"the compiled build is older than {stale[0]}{more}: run `apidam compile` again, "
+            f"or `apidam compile --clean` for pure Python")
 
 
 def _module_name(path: str) -> str:

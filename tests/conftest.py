@@ -28,9 +28,8 @@ def ray_session():
 def pytest_configure(config):
     """With the compiled build in place the suite tests it; a build older than its sources
     would test the old code, so refuse to run (sim/compiled.py)."""
-    from sim import compiled
+    from sim.compiled import stale_build_problem
 
-    stale = compiled.stale_sources() if compiled.compiled_modules() else []
-    if stale:
-        pytest.exit(f"the compiled build is older than {', '.join(stale)}: run `apidam "
-                    f"compile` again, or `apidam compile --clean`", returncode=2)
+    problem = stale_build_problem()
+    if problem:
+        pytest.exit(problem, returncode=2)
