@@ -316,7 +316,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="kernel vs SimPy vs heapq")
     ap.add_argument("--jobs", type=int, default=None,
                     help="jobs per run (default 200,000; 50,000 with --instructions)")
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--repeat", type=int, default=5,
                     help="runs per implementation; the fastest counts (as timeit does)")
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions with callgrind instead of timing")
