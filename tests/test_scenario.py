@@ -53,6 +53,16 @@ BAD = [
     ("bad_status_key", lambda d: d["upstreams"][0].update(
         outages=[{"start": "1s", "end": "2s", "statuses": {"abc": 1.0}}]),
      "$.upstreams[0].outages[0].statuses.abc", "HTTP statuses"),
+    # a bad value in a table of free keys is named by its key (msgspec alone says "[...]")
+    ("bad_status_weight", lambda d: d["upstreams"][0].update(
+        outages=[{"start": "1s", "end": "2s", "statuses": {"503": 1.0, "502": -1.0}}]),
+     "$.upstreams[0].outages[0].statuses.502", ">= 0"),
+    ("bad_region_link", lambda d: d.update(network={"regions": {
+        "iad-ord": "10ms", "ord-lax": "soon", "iad-lax": "30ms"}}),
+     "$.network.regions.ord-lax", "duration like"),
+    ("bad_region_latency", lambda d: d["upstreams"][0].update(region_latency={
+        "iad": {"median": "10ms"}, "lax": {"median": "10ms", "p99": "fast"}}),
+     "$.upstreams[0].region_latency.lax.p99", "duration like"),
     ("outage_end_before_start", lambda d: d["upstreams"][0].update(
         outages=[{"start": "5s", "end": "2s"}]), "$.upstreams[0].outages[0].end", "after start"),
     ("bad_outage_mode", lambda d: d["upstreams"][0].update(

@@ -6,6 +6,7 @@ Every problem raises :class:`~sim.scenario.schema.ScenarioError` with the exact 
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from pathlib import Path
@@ -34,8 +35,9 @@ from .schema import (
 __all__ = ["apply_override", "load_scenario", "max_link_us"]
 
 
-def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
+def _msgspec_error(e: msgspec.ValidationError, doc: dict) -> tuple[str, str]:
     path, msg = validation_path(e)
+    path = _name_dict_keys(path, doc)
     if msg.startswith("Invalid enum value"):
         choices = _literal_choices(path)
         if choices:
@@ -48,6 +50,51 @@ def _msgspec_error(e: msgspec.ValidationError) -> tuple[str, str]:
     elif "matching regex" in msg:
         msg = "expected a lowercase name (letters, digits, '-' and '_')"
     return path, msg
+
+
+def _name_dict_keys(path: str, doc: dict) -> str:
+    """msgspec marks a bad value inside a table of free keys (``network.regions``, an outage's
+    ``statuses``) as ``[...]``; name its key instead (``$.network.regions.iad-ord``), as the
+    ``--set`` path does. The key is found by converting the document again with that table cut
+    down to one entry at a time: the entry that alone still fails at the same path is the one.
+    This runs only when a scenario is already being rejected, on a document of bounded size."""
+    while "[...]" in path:
+        prefix, rest = path.split("[...]", 1)
+        table = _at(doc, prefix)
+        if not isinstance(table, dict):
+            return path
+        for key, value in table.items():
+            trial = copy.deepcopy(doc)
+            _at(trial, prefix, replace={key: value})
+            try:
+                msgspec.convert(trial, Scenario)
+            except msgspec.ValidationError as e:
+                if validation_path(e)[0] == path:
+                    path = f"{prefix}.{key}{rest}"
+                    break
+        else:
+            return path
+    return path
+
+
+def _at(doc: Any, path: str, replace: Any = None) -> Any:
+    """The value at ``path`` (``$.upstreams[0].outages[1].statuses``) in a loaded document, or
+    None; with ``replace``, that value is replaced (in place)."""
+    segs = re.findall(r"\.([^.\[]+)|\[(\d+)\]", path.removeprefix("$"))
+    node: Any = doc
+    parent: Any = None
+    key: str | int = ""
+    for name, index in segs:
+        parent, key = node, name or int(index)
+        if isinstance(node, dict) and name in node:
+            node = node[name]
+        elif isinstance(node, list) and not name and int(index) < len(node):
+            node = node[int(index)]
+        else:
+            return None
+    if replace is not None and parent is not None:
+        parent[key] = replace
+    return node
 
 
 def _literal_choices(path: str) -> tuple | None:
@@ -492,7 +539,7 @@ def load_scenario(source: str | Path | dict, overrides: list[str] = ()) -> Scena
         try:
             sc = msgspec.convert(doc, Scenario)
         except msgspec.ValidationError as e:
-            raise ScenarioError(*_msgspec_error(e)) from None
+            raise ScenarioError(*_msgspec_error(e, doc)) from None
         except RecursionError:
             raise ScenarioError("$", "nested too deeply") from None
         _checks(sc)
