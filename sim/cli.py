@@ -10,7 +10,8 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +23,7 @@ from engine.units import US_PER_S
 from .interrupt import trap_signals
 from .provenance import new_run_dir, point_latest, provenance
 from .scenario import ScenarioError, load_scenario
+from .sweep import MAX_RUNS
 
 __all__ = ["build_parser", "main"]
 
@@ -113,6 +115,21 @@ def _writable_file(path: Path, flag: str) -> str | None:
     return None
 
 
+@contextmanager
+def _output_folder(out: Path) -> Iterator[None]:
+    """The folders made for ``out`` (it and any missing parents) are removed again when the
+    command leaves them empty: a run or sweep that fails before writing leaves no litter."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something was written), or already gone
+                break
+
+
 def _clear_artefacts(out: Path) -> None:
     """Remove what an earlier run wrote here, so nothing stale sits beside the new summary."""
     for name in ARTEFACTS:
@@ -184,6 +201,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     base = None if args.out else Path("out") / sc.name
     out = Path(args.out) if args.out else new_run_dir(base)
+    with _output_folder(out):
+        return _run_into(out, base, sc, path, overrides, args)
+
+
+def _run_into(out: Path, base: Path | None, sc, path: Path, overrides: list[str],
+              args: argparse.Namespace) -> int:
     problem = _writable_dir(out) or (_writable_file(Path(args.trace), "--trace")
                                      if args.trace else None)
     if problem:  # checked before simulating, not after
@@ -247,19 +270,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .report import print_sweep
-    from .sweep import parse_grid, run_sweep, summarize_sweep, write_sweep
+    from .sweep import check_size, parse_grid
 
     path = _resolve(args.scenario)
-    if args.seeds < 1:
-        _err("--seeds must be >= 1")
-        return EXIT_USAGE
     problem = _bad_ray_address(args)
     if problem:
         _err(problem)
         return EXIT_USAGE
     try:
         grid = parse_grid(args.grid or [])
+        check_size(grid, args.seeds)
         sc0 = load_scenario(path, list(args.set or []))
         name = sc0.name
         problem = _heatmap_problem(args, grid, sc0)
@@ -271,6 +291,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     base = None if args.out else Path("out") / f"sweep-{name}"
     out = Path(args.out) if args.out else new_run_dir(base)
+    with _output_folder(out):
+        return _sweep_into(out, base, path, grid, sc0, args)
+
+
+def _sweep_into(out: Path, base: Path | None, path: Path, grid: list[tuple[str, list[str]]],
+                sc0, args: argparse.Namespace) -> int:
+    from .report import print_sweep
+    from .sweep import run_sweep, summarize_sweep, write_sweep
+
     problem = _writable_dir(out)
     if problem:  # checked before the runs, not after
         _err(problem)
@@ -503,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario")
     p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
                    help="a field and its values, e.g. dam.limiter.rate=2,10,50")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per grid point (default 3)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help=f"seeds per grid point (default 3; at most {MAX_RUNS:,} runs in all)")
     p.add_argument("--set", action="append", metavar="PATH=VALUE",
                    help="a fixed override applied to every run")
     p.add_argument("--backend", choices=("local", "ray"), default="local")

@@ -18,8 +18,13 @@ from pathlib import Path
 
 from .scenario import ScenarioError, load_scenario
 
-__all__ = ["METRICS", "WINDOW_METRICS", "metric_names", "parse_grid", "run_sweep",
-           "summarize_sweep", "write_sweep"]
+__all__ = ["MAX_RUNS", "METRICS", "WINDOW_METRICS", "check_size", "metric_names", "parse_grid",
+           "run_sweep", "summarize_sweep", "write_sweep"]
+
+#: at most this many runs (grid points × seeds) in one sweep: every run's rows stay in memory
+#: until the sweep is written, and a typo (``--seeds 100000000``) should be refused at once, not
+#: discovered hours later
+MAX_RUNS = 100_000
 
 METRICS = ("success_rate", "amplification", "peak_attempts_per_s", "duplicate_executions",
            "p50_ms", "p99_ms", "cost_usd")
@@ -64,6 +69,19 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
     return grid
 
 
+def check_size(grid: list[tuple[str, list[str]]], seeds: int) -> None:
+    """Refuse a sweep of fewer than one or more than :data:`MAX_RUNS` runs, naming the option."""
+    if seeds < 1:
+        raise ScenarioError("--seeds", f"expected an integer >= 1, got {seeds}")
+    if seeds > MAX_RUNS:
+        raise ScenarioError("--seeds", f"expected at most {MAX_RUNS:,} (runs in one sweep), "
+                                       f"got {seeds:,}")
+    points = math.prod(len(v) for _, v in grid)
+    if points * seeds > MAX_RUNS:
+        raise ScenarioError("--grid", f"{points:,} grid points x {seeds:,} seeds = "
+                                      f"{points * seeds:,} runs; at most {MAX_RUNS:,}")
+
+
 def _row(point: dict, seed: int, summary: dict) -> list[dict]:
     rows = []
     for name, w in summary["workloads"].items():
@@ -106,6 +124,7 @@ def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
     """Run every grid point × seed; returns ``{"runs": [...], "rows": [...], ...}``. When
     ``should_stop()`` turns true the sweep keeps every run that finished and is marked
     ``interrupted``."""
+    check_size(grid, seeds)
     stop = should_stop or (lambda: False)
     keys = [k for k, _ in grid]
     points = [dict(zip(keys, combo, strict=True))
@@ -114,10 +133,13 @@ def run_sweep(source: str, grid: list[tuple[str, list[str]]], seeds: int, *,
     seed0 = first.seed if base_seed is None else base_seed
     jobs = []
     for point in points:
-        for i in range(seeds):
-            overrides = [*extra, *(f"{k}={v}" for k, v in point.items()), f"seed={seed0 + i}"]
-            load_scenario(source, overrides)  # fail fast, before any run, on a bad value
-            jobs.append((point, seed0 + i, overrides))
+        if stop():
+            break
+        values = [*extra, *(f"{k}={v}" for k, v in point.items())]
+        # fail fast, before any run, on a bad value; the seed only moves within its range,
+        # so the point's last seed stands for all of them
+        load_scenario(source, [*values, f"seed={seed0 + seeds - 1}"])
+        jobs.extend((point, seed0 + i, [*values, f"seed={seed0 + i}"]) for i in range(seeds))
     base_dir = str(Path(source).parent)
     t0 = time.perf_counter()
     summaries: list[dict | None] = []

@@ -178,6 +178,11 @@ RED_TEAM_CLI = [
     ["validate", "stripe-5min-outage", "--set", 'workloads.diy-immediate.start="6m"'],
     ["validate", "stripe-5min-outage", "--set", 'name="../../x"'],
     ["sweep", "race-vs-fallback", "--grid", "seed=1,2", "--seeds", "2"],
+    ["sweep", "race-vs-fallback", "--seeds", "100000000"],  # once planned for hours, unkillable
+    ["sweep", "race-vs-fallback", "--grid", "dam.limiter.rate=1,2,3,4,5,6,7,8,9,10", "--seeds",
+     "20000"],
+    ["sweep", "race-vs-fallback", "--set", "seed=9223372036854775807", "--seeds", "2"],
+    ["sweep", "race-vs-fallback", "--grid", "dam.limiter.rate=2,-1", "--seeds", "3"],  # no run
     ["run", "region-down", "--backend", "ray", "--ray-address", "garbage"],
 ]
 
@@ -226,3 +231,20 @@ def test_ctrl_c_outside_a_runs_trap_exits_130_with_one_line(monkeypatch, capsys)
     monkeypatch.setattr(sim.cli, "_cmd_scenarios", interrupted)
     assert main(["scenarios"]) == 130
     assert capsys.readouterr().err.strip() == "apidam: interrupted"
+
+
+def test_a_command_that_fails_before_writing_leaves_no_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # a bad grid value is found after the output folder was made, before any run
+    assert main(["sweep", "race-vs-fallback", "--grid", "dam.limiter.rate=2,-1"]) == 2
+    # Ray unreachable: the run fails (exit 1) with nothing computed
+    assert main(["run", "region-down", "--backend", "ray", "--ray-address", "127.0.0.1:1",
+                 "--quiet", "--out", "a/b/c"]) == 1
+    assert list(tmp_path.iterdir()) == []
+    # a folder that was there before stays, even empty
+    (tmp_path / "kept").mkdir()
+    assert main(["sweep", "race-vs-fallback", "--grid", "dam.limiter.rate=2,-1",
+                 "--out", "kept"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]
+    capsys.readouterr()
