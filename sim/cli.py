@@ -423,10 +423,14 @@ def _heatmap_problem(args: argparse.Namespace, grid, sc) -> str | None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from .clients.arrivals import check_traces
+
     status = EXIT_OK
     for name in args.scenarios:
         try:
-            sc = load_scenario(_resolve(name), args.set or [])
+            path = _resolve(name)
+            sc = load_scenario(path, args.set or [])
+            check_traces(sc, path.parent, str(path))
         except ScenarioError as e:
             _err_all(e)
             status = EXIT_USAGE

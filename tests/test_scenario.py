@@ -205,6 +205,11 @@ def test_missing_trace_file_is_an_input_error(tmp_path, capsys):
                  'arrivals = { process = "trace", file = "missing.csv" }\n')
     assert main(["run", str(p), "--quiet", "--no-plots", "--out", str(tmp_path / "o")]) == 2
     assert "$.workloads[0].arrivals.file: cannot read arrival times" in capsys.readouterr().err
+    assert main(["validate", str(p)]) == 2  # validate reads the file as run does
+    assert (f"{p}: $.workloads[0].arrivals.file: cannot read arrival times"
+            in capsys.readouterr().err)
+    (tmp_path / "missing.csv").write_text("0.5\n1.0\n")
+    assert main(["validate", str(p)]) == 0
 
 
 RED_TEAM = [  # inputs that validated and then failed late (traceback, hang, full machine)
@@ -273,3 +278,51 @@ def test_a_long_line_of_floats_is_not_a_dotted_key(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(f)
     assert info.value.path == "$.values"  # an unknown field, not a key-parts error
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused():
+    """Every rate and duration within its own bounds, together 300 million jobs: refused by
+    validation, naming the largest workload, instead of running out of memory."""
+    doc = copy.deepcopy(BASE)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc, ["workloads.w.arrivals.rate=1000000", 'duration="5m"'])
+    assert info.value.path == "$.workloads"
+    assert "300,000,000 expected jobs ('w'" in info.value.reason
+    assert "at most 3,000,000" in info.value.reason
+    load_scenario(doc, ["workloads.w.arrivals.rate=10000", 'duration="5m"'])  # 3,000,000: ok
+
+
+def test_expected_jobs_follow_each_arrival_process():
+    from sim.scenario.load import expected_jobs
+
+    S = 1_000_000
+    doc = copy.deepcopy(BASE)
+    doc["duration"] = "10m"
+    doc["workloads"][0]["arrivals"] = {"process": "piecewise", "segments": [
+        {"until": "1m", "rate": 10.0}, {"until": "3m", "rate": 100.0}, {"until": "4m",
+                                                                        "rate": 5.0}]}
+    doc["workloads"][0]["start"] = "30s"
+    doc["workloads"][0]["stop"] = "8m"
+    w = load_scenario(doc).workloads[0]
+    # 10/s for 30 s, 100/s for 2 min, then 5/s from 3 min until the stop at 8 min
+    assert expected_jobs(w, 600 * S) == 10 * 30 + 100 * 120 + 5 * 300
+    doc["workloads"][0]["arrivals"] = {"process": "constant", "rate": 4.0}
+    assert expected_jobs(load_scenario(doc).workloads[0], 600 * S) == 4 * 450
+
+
+@pytest.mark.parametrize("lines,reason", [
+    ("1\n2\n3\n4\n", "4 arrivals; at most 3"),
+    ("1\n2600000\n", "an arrival at 2,600,000 s; at most 30 days"),
+])
+def test_trace_files_are_bounded(tmp_path, monkeypatch, lines, reason):
+    import sim.clients.arrivals as arrivals
+
+    monkeypatch.setattr(arrivals, "MAX_JOBS", 3)
+    (tmp_path / "t.csv").write_text(lines)
+    with pytest.raises(ScenarioError) as info:
+        arrivals.load_trace(0, "t.csv", tmp_path)
+    assert info.value.path == "$.workloads[0].arrivals.file"
+    assert reason in info.value.reason
+    monkeypatch.setattr(arrivals, "MAX_TRACE_BYTES", 4)
+    with pytest.raises(ScenarioError, match="larger than 4 bytes"):
+        arrivals.load_trace(0, "t.csv", tmp_path)

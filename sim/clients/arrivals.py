@@ -11,8 +11,12 @@ from engine.units import US_PER_S as S
 
 from ..scenario import ScenarioError
 from ..scenario.resolved import WorkloadSpec
+from ..scenario.schema import MAX_DURATION_US, MAX_JOBS
 
-__all__ = ["arrival_times", "load_trace"]
+#: a trace file read at all: MAX_JOBS lines of up to ~90 characters
+MAX_TRACE_BYTES = 256 << 20
+
+__all__ = ["arrival_times", "check_traces", "load_trace"]
 
 
 
@@ -55,6 +59,9 @@ def load_trace(index: int, file: str, base_dir: Path | None) -> np.ndarray:
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     try:
+        if path.stat().st_size > MAX_TRACE_BYTES:
+            raise ScenarioError(f"$.workloads[{index}].arrivals.file",
+                                f"{path} is larger than {MAX_TRACE_BYTES:,} bytes")
         times = np.loadtxt(path, delimiter=",", ndmin=1, dtype=np.float64)
     except (OSError, ValueError) as e:
         raise ScenarioError(f"$.workloads[{index}].arrivals.file",
@@ -62,4 +69,21 @@ def load_trace(index: int, file: str, base_dir: Path | None) -> np.ndarray:
     if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
         raise ScenarioError(f"$.workloads[{index}].arrivals.file",
                             "expected one non-negative number of seconds per line")
+    if len(times) > MAX_JOBS:
+        raise ScenarioError(f"$.workloads[{index}].arrivals.file",
+                            f"{len(times):,} arrivals; at most {MAX_JOBS:,} per run")
+    if times.size and times.max() * S > MAX_DURATION_US:
+        raise ScenarioError(f"$.workloads[{index}].arrivals.file",
+                            f"an arrival at {times.max():,.0f} s; at most 30 days")
     return np.sort((times * S).astype(np.int64))
+
+
+def check_traces(sc, base_dir: Path | None, file: str | None = None) -> None:
+    """Read every trace workload's file as a run would (``apidam validate``: whatever it
+    accepts, ``run`` runs); the first problem raises :class:`ScenarioError` (of ``file``)."""
+    for i, w in enumerate(sc.workloads):
+        if w.arrivals.process == "trace" and w.arrivals.file:
+            try:
+                load_trace(i, w.arrivals.file, base_dir)
+            except ScenarioError as e:
+                raise ScenarioError(e.path, e.reason, file) from None

@@ -22,6 +22,7 @@ from engine.units import US_PER_S
 
 from .schema import (
     MAX_DURATION_US,
+    MAX_JOBS,
     Defences,
     Latency,
     Outage,
@@ -32,7 +33,7 @@ from .schema import (
     parse_duration,
 )
 
-__all__ = ["apply_override", "load_scenario", "max_link_us"]
+__all__ = ["apply_override", "expected_jobs", "load_scenario", "max_link_us"]
 
 
 def _msgspec_error(e: msgspec.ValidationError, doc: dict) -> tuple[str, str]:
@@ -380,6 +381,33 @@ def _checks(sc: Scenario) -> None:
                 _check_step(spec, f"{p}.step", regions, receiver_domains, err)
     if err.items:
         raise _as_error(err)
+    jobs = {w.name: expected_jobs(w, duration) for w in sc.workloads}
+    total = sum(jobs.values())
+    if total > MAX_JOBS:
+        largest = max(jobs, key=jobs.__getitem__)
+        raise ScenarioError("$.workloads", f"the arrivals add up to {total:,.0f} "
+                                           f"expected jobs ({largest!r}: {jobs[largest]:,.0f}); "
+                                           f"at most {MAX_JOBS:,} per run, so that its memory "
+                                           "stays bounded")
+
+
+def expected_jobs(w, duration_us: int) -> float:
+    """The mean number of jobs workload ``w`` submits in a run of ``duration_us`` (0 for a
+    trace: its file's lines are counted when it is read, by ``validate`` and by the run)."""
+    start = parse_duration(w.start)
+    stop = parse_duration(w.stop) if w.stop is not None else duration_us
+    a = w.arrivals
+    if a.process in ("poisson", "constant"):
+        return a.rate * (stop - start) / US_PER_S
+    if a.process != "piecewise":
+        return 0.0
+    total, begin = 0.0, start  # a segment's rate holds until its ``until``; the last one's after
+    for i, seg in enumerate(a.segments):
+        until = stop if i == len(a.segments) - 1 else min(parse_duration(seg.until), stop)
+        if until > begin:
+            total += seg.rate * (until - begin) / US_PER_S
+            begin = until
+    return total
 
 
 def _as_error(err: _Problems) -> ScenarioError:

@@ -87,6 +87,10 @@ MAX_COUNT = 1_000_000  # concurrency caps, bursts, queues, tokens
 MAX_SERVERS = 100_000  # an upstream's servers (a list entry each)
 MAX_FACTOR = 1000.0  # slow-mode and outage latency factors
 MAX_DURATION_US = 30 * 24 * 3600 * 1_000_000  # any duration: 30 days
+#: jobs a run may expect (the arrival processes' means, summed over workloads; a trace file's
+#: lines): a job alive in a backlog holds 1.1-4.7 KB, so even if every job waits at once the
+#: run stays under ~15 GB (a 1,000,000-job run of the benchmarks peaks at 642 MB)
+MAX_JOBS = 3_000_000
 Rate = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 Factor = Annotated[float, msgspec.Meta(ge=1, le=MAX_FACTOR)]
