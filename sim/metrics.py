@@ -18,9 +18,18 @@ import numpy as np
 
 from engine.units import US_PER_S as S
 
-__all__ = ["PEAK_BIN_US", "WINDOW_COUNTS", "Metrics"]
+__all__ = ["PEAK_BIN_US", "WINDOW_COUNTS", "Metrics", "series_slots"]
 
 CHUNK = 3600  # seconds of series allocated at a time
+SERIES_PER_WORKLOAD = 2  # attempts, goodput
+SERIES_PER_DOMAIN = 5  # the dam's attempts, permits, backlog, pace, breaker state
+
+
+def series_slots(workloads: int, domains: int, horizon_us: int) -> int:
+    """The most one-second slots the series can hold: a run active until its horizon
+    (validation bounds it, so that a run's memory is bounded)."""
+    return ((SERIES_PER_WORKLOAD * workloads + SERIES_PER_DOMAIN * domains)
+            * (horizon_us // S + 2))
 
 
 

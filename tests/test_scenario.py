@@ -326,3 +326,32 @@ def test_trace_files_are_bounded(tmp_path, monkeypatch, lines, reason):
     monkeypatch.setattr(arrivals, "MAX_TRACE_BYTES", 4)
     with pytest.raises(ScenarioError, match="larger than 4 bytes"):
         arrivals.load_trace(0, "t.csv", tmp_path)
+
+
+def test_a_scenario_with_more_actors_than_the_kernel_numbers_is_refused():
+    doc = copy.deepcopy(BASE)
+    doc["workloads"] = [{"name": f"w{i}", "upstream": "api", "strategy": "diy",
+                         "arrivals": {"rate": 0.1}} for i in range(4100)]
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc)  # it validated, then failed in the kernel with a traceback
+    assert info.value.path == "$.workloads"
+    assert "4,106 actors" in info.value.reason and "at most 4,096" in info.value.reason
+
+
+def test_time_series_that_would_not_fit_are_refused():
+    doc = copy.deepcopy(BASE)
+    doc["workloads"] = [{"name": f"w{i}", "upstream": "api", "strategy": "diy",
+                         "arrivals": {"rate": 0.001}} for i in range(20)]
+    load_scenario(doc, ['duration="720h"', 'drain="0s"'])  # 45 series x 30 days: ok
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(doc, ['duration="720h"', 'drain="720h"'])
+    assert info.value.path == "$.drain" and "one-second series slots" in info.value.reason
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_the_actor_count_validation_uses_is_the_one_built(path):
+    from sim.build import build
+    from sim.scenario.load import actor_count
+
+    sc = load_scenario(path)
+    assert actor_count(sc) == len(build(sc, path.parent)[1])

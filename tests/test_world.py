@@ -342,3 +342,15 @@ def test_queue_model_never_lets_a_newcomer_pass_those_waiting():
     probe, _, _ = run_upstream(cfg, reqs, until=10**12)
     order = [msg.tag for _, msg in sorted(probe.answers, key=lambda a: (a[0], a[1].tag))]
     assert order == sorted(order)  # answered in arrival order: constant service, FIFO
+
+
+def test_series_slots_bound_what_the_metrics_grow_to():
+    from sim.metrics import Metrics, series_slots
+
+    horizon = 3 * 3600 * 1_000_000 + 5  # past a chunk boundary
+    m = Metrics(["a", "b", "c"], ["d1", "d2"], horizon)
+    m._grow(10**9)  # asked past the horizon: clamped
+    grown = [m.attempts_series, m.goodput_series, m.dam_domain_series, m.permit_series,
+             m.backlog_max, m.pace_series, m.breaker_state_max]
+    slots = sum(len(row) for rows in grown for row in rows)
+    assert slots == series_slots(3, 2, horizon)

@@ -23,6 +23,7 @@ from engine.units import US_PER_S
 from .schema import (
     MAX_DURATION_US,
     MAX_JOBS,
+    MAX_SERIES_SLOTS,
     Defences,
     Latency,
     Outage,
@@ -33,7 +34,7 @@ from .schema import (
     parse_duration,
 )
 
-__all__ = ["apply_override", "expected_jobs", "load_scenario", "max_link_us"]
+__all__ = ["actor_count", "apply_override", "expected_jobs", "load_scenario", "max_link_us"]
 
 
 def _msgspec_error(e: msgspec.ValidationError, doc: dict) -> tuple[str, str]:
@@ -381,6 +382,7 @@ def _checks(sc: Scenario) -> None:
                 _check_step(spec, f"{p}.step", regions, receiver_domains, err)
     if err.items:
         raise _as_error(err)
+    _check_size(sc, horizon)
     jobs = {w.name: expected_jobs(w, duration) for w in sc.workloads}
     total = sum(jobs.values())
     if total > MAX_JOBS:
@@ -389,6 +391,33 @@ def _checks(sc: Scenario) -> None:
                                            f"expected jobs ({largest!r}: {jobs[largest]:,.0f}); "
                                            f"at most {MAX_JOBS:,} per run, so that its memory "
                                            "stays bounded")
+
+
+def actor_count(sc: Scenario) -> int:
+    """The actors a run of ``sc`` builds (``sim.build``: the gateway, a region and a webhook
+    dispatcher per dam region, a limiter and an upstream per upstream, the receivers, a
+    client per workload)."""
+    return (1 + 2 * len(sc.dam.regions) + 2 * len(sc.upstreams) + len(sc.receivers)
+            + len(sc.workloads))
+
+
+def _check_size(sc: Scenario, horizon_us: int) -> None:
+    """What the run will hold in memory whatever it simulates: its actors and its series."""
+    from ..kernel import MAX_ACTORS
+    from ..metrics import series_slots
+
+    actors = actor_count(sc)
+    if actors > MAX_ACTORS:
+        raise ScenarioError("$.workloads", f"{actors:,} actors (a client per workload, two per "
+                                           f"dam region and per upstream, a receiver each, "
+                                           f"the gateway); at most {MAX_ACTORS:,}")
+    slots = series_slots(len(sc.workloads), len(sc.upstreams), horizon_us)
+    if slots > MAX_SERIES_SLOTS:
+        raise ScenarioError("$.drain" if sc.drain != "0s" else "$.duration",
+                            f"{len(sc.workloads)} workloads and {len(sc.upstreams)} upstreams "
+                            f"over {format_duration(horizon_us)} (duration + drain) make "
+                            f"{slots:,} one-second series slots; at most {MAX_SERIES_SLOTS:,} "
+                            f"(fewer workloads, or a shorter run)")
 
 
 def expected_jobs(w, duration_us: int) -> float:

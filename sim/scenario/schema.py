@@ -91,6 +91,9 @@ MAX_DURATION_US = 30 * 24 * 3600 * 1_000_000  # any duration: 30 days
 #: lines): a job alive in a backlog holds 1.1-4.7 KB, so even if every job waits at once the
 #: run stays under ~15 GB (a 1,000,000-job run of the benchmarks peaks at 642 MB)
 MAX_JOBS = 3_000_000
+#: one-second slots of the run's time series (2 per workload, 5 per upstream, over duration +
+#: drain): 8 bytes each while the run lasts, again as arrays at its end, so at most ~2 GB
+MAX_SERIES_SLOTS = 125_000_000
 Rate = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 Factor = Annotated[float, msgspec.Meta(ge=1, le=MAX_FACTOR)]
