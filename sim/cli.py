@@ -152,8 +152,14 @@ def _simulate(sc, path: Path, args: argparse.Namespace, progress, stop):
     if args.backend == "local":
         from .runtime.local import run_local
 
-        return run_local(sc, base_dir=path.parent, trace=args.trace is not None,
-                         progress=progress, should_stop=stop.requested)
+        if args.trace is None:
+            return run_local(sc, base_dir=path.parent, progress=progress,
+                             should_stop=stop.requested)
+        from .tracefile import TraceWriter
+
+        with TraceWriter(Path(args.trace)) as trace:  # streamed: complete even if stopped
+            return run_local(sc, base_dir=path.parent, trace_to=trace, progress=progress,
+                             should_stop=stop.requested)
     from .runtime.ray import RayRunError, run_ray
 
     try:
@@ -260,7 +266,6 @@ def _run_into(out: Path, base: Path | None, sc, path: Path, overrides: list[str]
 
         written += plot(result, out)
     if args.trace:
-        result.save_trace(Path(args.trace))
         written.append(Path(args.trace))
     from .report import print_summary
 

@@ -59,12 +59,6 @@ class RunResult:
                 arrays[k] = np.frombuffer(v["data"], dtype=v["dtype"]).reshape(v["shape"])
         return cls(summary, arrays)
 
-    def save_trace(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(msgpack.packb(
-            {"fields": ["time_us", "origin", "seq", "target", "kind"], "events": self.trace or []},
-            use_bin_type=True))
-
 
 def summarize(sc: Scenario, topo, metrics: Metrics, *, backend: str, trace_hash: str,
               events: int, sim_us: int, wall_s: float, extra: dict | None = None) -> RunResult:

@@ -3,12 +3,14 @@ invariants every run must keep."""
 
 import json
 
+import msgpack
 import pytest
 from shortened import LEGACY, SHORT, path
 
 from sim.cli import main
 from sim.runtime.local import run_local
 from sim.scenario import load_scenario
+from sim.tracefile import TraceWriter
 
 # Pinned behaviour. A change here means the simulation's behaviour changed: update it only on
 # purpose, and say why in the commit.
@@ -185,7 +187,25 @@ def test_cli_run_writes_summary_series_and_plots(tmp_path, capsys):
     for f in ("series.msgpack", "attempts_per_s.png", "latency_cdf.png", "backlog.png",
               "pace.png"):
         assert (out / f).stat().st_size > 0
-    assert trace.stat().st_size > 0 and summary["trace_hash"] == GOLDEN["openai-429-storm"]
+    assert summary["trace_hash"] == GOLDEN["openai-429-storm"]
+    # the streamed file holds exactly the events the run delivered, as run_local(trace=True)
+    # keeps them in memory
+    doc = msgpack.unpackb(trace.read_bytes(), raw=False)
+    assert doc["fields"] == ["time_us", "origin", "seq", "target", "kind"]
+    assert len(doc["events"]) == summary["events"]
+    sc = load_scenario(path("openai-429-storm"), SHORT["openai-429-storm"])
+    assert doc["events"] == [list(e) for e in run_local(sc, trace=True).trace]
+
+
+def test_a_stopped_run_leaves_a_complete_trace_of_what_it_delivered(tmp_path):
+    steps = []
+    with TraceWriter(tmp_path / "t.msgpack") as writer:
+        r = run_local(load_scenario(path("region-down"), SHORT["region-down"]), trace_to=writer,
+                      should_stop=lambda: steps.append(1) or len(steps) >= 3)
+    doc = msgpack.unpackb((tmp_path / "t.msgpack").read_bytes(), raw=False)
+    assert r.summary["interrupted"] and r.trace is None
+    assert len(doc["events"]) == r.summary["events"] > 0
+    assert max(e[0] for e in doc["events"]) < 3_000_000  # three simulated seconds
 
 
 def test_a_stop_request_ends_a_local_run_with_partial_results():

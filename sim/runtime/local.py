@@ -13,6 +13,7 @@ from ..gctune import long_run_gc
 from ..kernel import Kernel, spawn_rngs
 from ..result import RunResult, summarize
 from ..scenario import Scenario
+from ..tracefile import TraceWriter
 
 __all__ = ["run_local"]
 
@@ -22,23 +23,29 @@ SLOW_STEP_S = 0.25  # wall seconds
 
 
 def run_local(sc: Scenario, *, base_dir: Path | None = None, trace: bool = False,
+              trace_to: TraceWriter | None = None,
               progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> RunResult:
     """Run ``sc`` to its horizon (duration + drain) or until nothing is left to happen; when
     ``should_stop()`` turns true, stop there and return the partial result, marked
     ``interrupted``. It is checked after every step: a simulated second, or less where a
     second of a dense scenario would take more than a fraction of a wall second (the step
-    adapts; the trace hash does not depend on it)."""
+    adapts; the trace hash does not depend on it).
+
+    ``trace``: keep every delivered event in ``result.trace``; ``trace_to``: stream them to a
+    file instead, one step at a time (memory stays bounded whatever the run's length)."""
     with long_run_gc():
-        return _run(sc, base_dir, trace, progress, should_stop)
+        return _run(sc, base_dir, trace or trace_to is not None, trace_to, progress,
+                    should_stop)
 
 
-def _run(sc: Scenario, base_dir: Path | None, trace: bool,
+def _run(sc: Scenario, base_dir: Path | None, trace: bool, trace_to: TraceWriter | None,
          progress: Callable[[int, int], None] | None,
          should_stop: Callable[[], bool] | None) -> RunResult:
     t0 = time.perf_counter()
     topo, actors, _groups, metrics = build(sc, base_dir)
     kernel = Kernel(trace_sink=[] if trace else None)
+    sink = kernel.trace_sink
     kernel.add(actors, spawn_rngs(sc.seed, len(actors)))
     kernel.start()
     horizon = topo.horizon
@@ -54,6 +61,9 @@ def _run(sc: Scenario, base_dir: Path | None, trace: bool,
         t = min(t + step, horizon)
         began = time.perf_counter()
         kernel.run(t)
+        if trace_to is not None:
+            trace_to.write(sink)
+            sink.clear()
         took = time.perf_counter() - began
         if took > SLOW_STEP_S and step > MIN_STEP:
             # stay responsive to a stop request in dense stretches
@@ -73,5 +83,5 @@ def _run(sc: Scenario, base_dir: Path | None, trace: bool,
                               "lost_machines": sum(getattr(a, "lost", 0) for a in actors),
                               **({"interrupted": True, "interrupted_at_s": t / STEP}
                                  if interrupted else {})})
-    result.trace = kernel.trace_sink
+    result.trace = sink if trace_to is None else None
     return result
