@@ -27,3 +27,10 @@ def test_a_writer_closed_twice_or_by_an_exception_leaves_a_valid_file(tmp_path):
         raise RuntimeError("the run failed")
     w.close()
     assert msgpack.unpackb(path.read_bytes(), raw=False)["events"] == [[1, 0, 1, 0, "Tick"]]
+
+
+def test_a_run_that_fails_before_any_event_leaves_no_file(tmp_path):
+    path = tmp_path / "t.msgpack"
+    with pytest.raises(ValueError), TraceWriter(path):
+        raise ValueError("a trace arrivals file is missing")
+    assert not path.exists()
