@@ -413,7 +413,7 @@ def _check_size(sc: Scenario, horizon_us: int) -> None:
                                            f"the gateway); at most {MAX_ACTORS:,}")
     slots = series_slots(len(sc.workloads), len(sc.upstreams), horizon_us)
     if slots > MAX_SERIES_SLOTS:
-        raise ScenarioError("$.drain" if sc.drain != "0s" else "$.duration",
+        raise ScenarioError("$.drain" if parse_duration(sc.drain) else "$.duration",
                             f"{len(sc.workloads)} workloads and {len(sc.upstreams)} upstreams "
                             f"over {format_duration(horizon_us)} (duration + drain) make "
                             f"{slots:,} one-second series slots; at most {MAX_SERIES_SLOTS:,} "
